@@ -1,0 +1,37 @@
+# dermsight — the two Quickstart commands are `make quickstart` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: setup quickstart test test-fast lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+## the main job on the embedded default (synthetic data, no download)
+quickstart: setup
+	$(BIN)/dermsight prepare --source synthetic --out runs/quickstart
+
+## the whole test suite (tests needing ../shared/data skip when it is absent)
+test: setup
+	$(BIN)/python -m pytest -q -n 2
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -n 2 -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+## benchmark figures quoted in the README (need ../shared/data)
+bench: setup
+	$(BIN)/python benchmarks/prepare_throughput.py
+	$(BIN)/python benchmarks/ita_agreement.py
+	$(BIN)/python benchmarks/quality_degradations.py
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,3 @@
+from dermsight.cli import app
+
+app(prog_name="dermsight")

@@ -1,0 +1,148 @@
+"""Configuration: one pydantic schema, the single source of truth.
+
+Precedence: schema defaults < YAML file < command-line ``key=value`` overrides (dotted keys,
+values parsed as YAML scalars). Unknown keys anywhere are errors, reported with their dotted path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from dermsight.errors import ConfigError
+from dermsight.features.quality import QualityThresholds
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SplitConfig(_Strict):
+    """How `prepare` assigns train/val/test when the source gives no official split."""
+
+    val_fraction: float = Field(0.15, ge=0, lt=1, description="share of groups for validation")
+    test_fraction: float = Field(0.15, ge=0, lt=1, description="share of groups for test")
+    min_class_count: int = Field(
+        10, ge=0, description="classes with fewer kept images are merged or dropped")
+    rare_classes: Literal["other", "drop", "keep"] = Field(
+        "other", description="what to do with rare classes: merge into 'other', drop, keep")
+
+
+class DedupeConfig(_Strict):
+    """Near-duplicates: pHash candidates, verified on 16×16 colour thumbnails."""
+
+    enabled: bool = True
+    max_distance: int = Field(
+        10, ge=0, le=32, description="max Hamming distance between 64-bit pHashes of candidates")
+    max_thumb_distance: float = Field(
+        4.0, ge=0, description="max RMS difference (0-255) of 16x16 colour thumbnails")
+
+
+class ImageCheckConfig(_Strict):
+    """What makes an image unusable (it is excluded and listed in the audit)."""
+
+    min_side: int = Field(32, ge=1, description="images with a shorter side are 'too small'")
+    max_pixels: int = Field(
+        80_000_000, ge=1, description="larger images are refused (decompression-bomb guard)")
+    feature_size: int = Field(
+        512, ge=64, description="long side (px) images are downscaled to before measuring")
+
+
+class PrepareConfig(_Strict):
+    """`dermsight prepare`: read a source, validate and measure every image, split, audit."""
+
+    source: str = Field("synthetic", description="registered source name (see `dermsight sources`)")
+    root: str | None = Field(
+        None, description="dataset root: local path or fsspec URL (synthetic: data/synthetic)")
+    out: str = Field("runs/prepare", description="output folder")
+    workers: int = Field(2, ge=1, description="processes measuring images")
+    seed: int = Field(0, description="seed for the splits")
+    source_options: dict[str, Any] = Field(
+        default_factory=dict, description="options of the chosen source (checked by it)")
+    figures: bool = Field(True, description="write OUT/figures/*.png")
+    images: ImageCheckConfig = Field(default_factory=ImageCheckConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    dedupe: DedupeConfig = Field(default_factory=DedupeConfig)
+    quality: QualityThresholds = Field(default_factory=QualityThresholds)
+
+    def resolved_root(self) -> str:
+        if self.root:
+            return self.root
+        if self.source == "synthetic":
+            return str(Path("data") / "synthetic")
+        raise ConfigError(f"prepare.root: source '{self.source}' needs a dataset root (--root)")
+
+
+class Config(_Strict):
+    """The whole configuration. Stages read their own section."""
+
+    prepare: PrepareConfig = Field(default_factory=PrepareConfig)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"a.b.c=value"`` → (["a", "b", "c"], parsed value)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' is not of the form key=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override '{text}' has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override '{text}': value is not valid YAML ({exc})") from None
+    return key.split("."), value
+
+
+def _set(tree: dict, path: list[str], value: Any) -> None:
+    node = tree
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override '{'.'.join(path)}': '{part}' is not a section")
+        node = child
+    node[path[-1]] = value
+
+
+def _format_error(exc: ValidationError, origin: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"  {loc}: {msg}")
+    return f"invalid configuration ({origin}):\n" + "\n".join(lines)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Build the configuration: defaults < YAML file at ``path`` < ``overrides``."""
+    tree: dict = {}
+    origin = "defaults"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file '{path}' not found")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file '{path}' is not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file '{path}' must hold a mapping at the top level")
+        tree = loaded
+        origin = str(path)
+    for text in overrides or []:
+        key, value = parse_override(text)
+        _set(tree, key, value)
+    if overrides:
+        origin += " + command-line overrides"
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, origin)) from None
+
+
+def dump_config(cfg: BaseModel) -> str:
+    """The resolved configuration as YAML (what a run records)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
