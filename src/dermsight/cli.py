@@ -84,12 +84,14 @@ def prepare(
 @app.command()
 def sources() -> None:
     """List the registered dataset sources and their options."""
+    import sys
+
     from dermsight.sources import get_source, list_sources
 
     for name in list_sources():
         cls = get_source(name)
         opts = ", ".join(f"{k}={f.default!r}" for k, f in cls.Options.model_fields.items())
-        doc = (cls.__doc__ or cls.__module__.__doc__ or "").strip().splitlines()
+        doc = (sys.modules[cls.__module__].__doc__ or "").strip().splitlines()
         typer.echo(f"{name:16s} {doc[0] if doc else ''}")
         if opts:
             typer.echo(f"{'':16s} options: {opts}")
