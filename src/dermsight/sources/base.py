@@ -31,8 +31,6 @@ class Source(ABC):
 
     name: ClassVar[str]
     Options: ClassVar[type[SourceOptions]] = SourceOptions
-    #: True when the format carries an official split that ``keep_official_split`` can keep.
-    has_official_split: ClassVar[bool] = False
 
     def __init__(self, root: str, **options: Any) -> None:
         self.root = str(root)

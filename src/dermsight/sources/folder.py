@@ -44,7 +44,6 @@ class FolderOptions(SourceOptions):
 class Folder(Source):
     name = "folder"
     Options = FolderOptions
-    has_official_split = True  # only meaningful with split_dirs
 
     def read(self) -> pd.DataFrame:
         try:

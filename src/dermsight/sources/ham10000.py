@@ -36,7 +36,6 @@ class HamOptions(SourceOptions):
 class Ham10000(Source):
     name = "ham10000"
     Options = HamOptions
-    has_official_split = True
 
     def read(self) -> pd.DataFrame:
         table = join(self.root, "metadata.csv")
