@@ -162,3 +162,17 @@ def test_official_split_is_kept(ham_like, tmp_path):
     kept = meta.set_index("image_id").loc[result.manifest["image_id"], "dermamnist_split"]
     assert (result.manifest["split"].to_numpy() == kept.to_numpy()).all()
     assert result.audit["splits"]["method"].startswith("official")
+
+
+def test_prepare_over_http_with_workers(ham_like, tmp_path, http_root):
+    """A remote root (served by a local HTTP server) prepares like a local one, in parallel."""
+    folder, url = http_root
+    assert ham_like == folder / "ham"  # both fixtures use this test's tmp_path
+    local = run_prepare(_cfg(ham_like, tmp_path / "local", "prepare.figures=false"),
+                        progress=False)
+    remote = run_prepare(_cfg(f"{url}/ham", tmp_path / "remote", "prepare.figures=false",
+                              "prepare.workers=2"), progress=False)
+    assert remote.manifest["image_uri"].str.startswith(url).all()
+    cols = ["image_id", "group_id", "split", "ita", "q_sharpness", "lighting_ok"]
+    pd.testing.assert_frame_equal(local.manifest[cols], remote.manifest[cols])
+    assert len(remote.audit["excluded"]) == 5

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import http.server
-import threading
 import uuid
 
 import fsspec
@@ -13,27 +10,6 @@ import pytest
 from dermsight.errors import DataError
 from dermsight.io import list_files, read_bytes
 from dermsight.sources import create_source
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 (signature of the base class)
-        pass
-
-
-@pytest.fixture
-def http_root(tmp_path):
-    """Serve ``tmp_path`` at http://127.0.0.1:PORT; yields (folder, base URL)."""
-    handler = functools.partial(_QuietHandler, directory=str(tmp_path))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
-        yield tmp_path, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def test_ham10000_over_http(http_root, build):
