@@ -1,0 +1,1 @@
+"""Image features: photo quality (quality.py), degradations (degrade.py), skin tone."""
