@@ -124,3 +124,16 @@ def test_darkening_detected_on_real_images():
         rgb = cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)
         hits.append("dark" in failed_checks(compute_quality(degrade(rgb, "dark", 1.0, rng))))
     assert np.mean(hits) >= 0.9
+
+
+def test_sharpness_content_normalised_and_noise_robust():
+    """Blur is caught whatever the contrast and when it runs in one direction only."""
+    sharp = skin_image()
+    kernel = np.zeros((9, 9), np.float32)
+    kernel[4, :] = 1 / 9  # horizontal motion blur
+    for img in (sharp, (sharp * 0.3 + 120).astype(np.uint8)):  # normal and low contrast
+        motion = cv2.filter2D(img, -1, kernel)
+        assert "blurry" not in failed_checks(compute_quality(img))
+        assert "blurry" in failed_checks(compute_quality(motion))
+    flat = np.full((150, 200, 3), 128, np.uint8)
+    assert compute_quality(flat)["q_sharpness"] == 0.0

@@ -11,11 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dermsight.features.quality import QUALITY_KEYS as QUALITY_COLUMNS
 from dermsight.manifest import split_list
-
-QUALITY_COLUMNS = ["q_brightness_mean", "q_brightness_std", "q_underexposed", "q_overexposed",
-                   "q_contrast", "q_shadow", "q_sharpness", "q_glare", "q_color_cast",
-                   "q_subject_fraction"]
 TONE_ORDER = ["light", "medium", "dark"]
 SPLIT_ORDER = ["train", "val", "test"]
 
@@ -109,13 +106,13 @@ def write_figures(frame: pd.DataFrame, folder: Path) -> list[str]:
     save(fig, "tone_distribution.png")
 
     # 3. quality feature histograms, well lit against poor
-    fig, axes = plt.subplots(2, 5, figsize=(16, 6))
+    fig, axes = plt.subplots(2, 6, figsize=(19, 6))
     ok = frame["lighting_ok"].fillna(False).astype(bool)
     for ax, col in zip(axes.ravel(), QUALITY_COLUMNS):
         vals = frame[col].astype(float)
-        if col == "q_sharpness":
+        if col == "q_laplacian_var":
             vals = np.log10(vals.clip(lower=1e-3))
-            ax.set_xlabel("log10 variance of Laplacian")
+            ax.set_xlabel("log10")
         edges = np.histogram_bin_edges(vals.dropna(), bins=30)
         ax.hist(vals[ok].dropna(), bins=edges, alpha=0.7, label="well lit")
         ax.hist(vals[~ok].dropna(), bins=edges, alpha=0.7, label="poor")
