@@ -1,8 +1,10 @@
 """ITA from the image against dermatologists' Fitzpatrick labels (BENCHMARKS.md section 3).
 
 Runs on every Fitzpatrick17k image with a known type (``fitzpatrick_scale`` 1–6) and compares
-``dermsight.features.skintone.compute_skin_tone`` (also without its exposure normalisation,
-``ours_no_exposure``) with the naive baseline (median ITA over a
+``dermsight.features.skintone.compute_skin_tone`` (``ours``: the default, calibrated ITA;
+``ours_raw``: the physical ITA as photographed, ``calibrate=False, normalise=False``;
+``ours_exposure``: the physical ITA after the full exposure gain, ``calibrate=False``) with the
+naive baseline (median ITA over a
 YCrCb skin mask of the whole image, implemented here). Metrics, overall and per type, and on the
 two fixed halves by md5hash (first hex digit 0–7 = "fit" half, the only one any hand-set
 parameter was checked on; 8–f = "held-out" half):
@@ -16,6 +18,11 @@ parameter was checked on; 8–f = "held-out" half):
 Usage (from the project root)::
 
     .venv/bin/python benchmarks/ita_agreement.py [--data ../shared/data] [--out result.json]
+    .venv/bin/python benchmarks/ita_agreement.py --fit   # also refit the calibration constants
+
+``--fit`` refits ``_CAL_EXPOSURE_WEIGHT`` / ``_CAL_KNOTS`` of skintone.py on the fit half only
+(from the ``ours_raw`` / ``ours_exposure`` columns), prints them and the metrics they give on both
+halves; paste them into the module by hand.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from dermsight.features.skintone import (
+    _CAL_KNOTS,
+    calibrate_ita,
     compute_skin_tone,
     ita_category_index,
     ita_from_lab,
@@ -62,17 +71,19 @@ def _load_rgb(path: Path) -> np.ndarray | None:
     return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-METHODS = ("ours", "ours_no_exposure", "baseline")
+METHODS = ("ours", "ours_raw", "ours_exposure", "baseline")
+HALVES = ("all", "fit_0-7", "heldout_8-f")
 
 
-def _measure(path: Path) -> tuple[float, float, float, float] | None:
+def _measure(path: Path) -> tuple[float, float, float, float, float] | None:
     rgb = _load_rgb(path)
     if rgb is None:
         return None
     t0 = time.perf_counter()
     ours = compute_skin_tone(rgb)["ita"]
     dt = time.perf_counter() - t0
-    return ours, compute_skin_tone(rgb, normalise=False)["ita"], baseline_ita(rgb), dt
+    return (ours, compute_skin_tone(rgb, normalise=False, calibrate=False)["ita"],
+            compute_skin_tone(rgb, calibrate=False)["ita"], baseline_ita(rgb), dt)
 
 
 def metrics(ita: np.ndarray, types: np.ndarray) -> dict:
@@ -99,12 +110,12 @@ def evaluate(df: pd.DataFrame) -> dict:
         for hname, sel in halves.items():
             sub = df[sel]
             res[hname] = metrics(sub[method].to_numpy(), sub["type"].to_numpy())
-        res["per_type"] = {
-            int(t): metrics(g[method].to_numpy(), g["type"].to_numpy())
-            for t, g in df.groupby("type")}
-        per = res["per_type"].values()
-        res["type_balanced"] = {k: float(np.mean([m[k] for m in per]))
-                                for k in ("exact", "within_1")}
+        for hname, sel in halves.items():
+            per = {int(t): metrics(g[method].to_numpy(), g["type"].to_numpy())
+                   for t, g in df[sel].groupby("type")}
+            res[hname]["per_type"] = per
+            res[hname]["type_balanced"] = {k: float(np.mean([m[k] for m in per.values()]))
+                                           for k in ("exact", "within_1")}
         out[method] = res
     return out
 
@@ -114,28 +125,79 @@ def _pct(x: float) -> str:
 
 
 def markdown(res: dict) -> str:
-    """Markdown tables: overall / halves, then per type."""
-    lines = ["| method | subset | n | Spearman ρ | exact | within ±1 |",
-             "|---|---|---|---|---|---|"]
-    for method in METHODS:
-        for subset in ("all", "fit_0-7", "heldout_8-f"):
+    """Markdown tables: overall per half (with the type-balanced shares), then per type per half."""
+    lines = ["| method | subset | n | Spearman ρ | exact | within ±1 | balanced exact | "
+             "balanced ±1 |", "|---|---|---|---|---|---|---|---|"]
+    for subset in HALVES:
+        for method in METHODS:
             m = res[method][subset]
+            tb = m["type_balanced"]
             lines.append(f"| {method} | {subset} | {m['n']} | {m['spearman_rho']:.3f} | "
-                         f"{_pct(m['exact'])} | {_pct(m['within_1'])} |")
-    for method in METHODS:
-        m = res[method]["type_balanced"]
-        lines.append(f"| {method} | type-balanced (mean of the 6 types) | | | "
-                     f"{_pct(m['exact'])} | {_pct(m['within_1'])} |")
-    lines += ["", "| type | n | median ITA " + " / ".join(METHODS) + " | exact "
-              + " / ".join(METHODS) + " | ±1 " + " / ".join(METHODS) + " |",
-              "|---|---|---|---|---|"]
-    for t, m in res["ours"]["per_type"].items():
-        per = [res[k]["per_type"][t] for k in METHODS]
-        lines.append(f"| {t} | {m['n']} | "
-                     + " / ".join(f"{p['median_ita']:.1f}" for p in per) + " | "
-                     + " / ".join(_pct(p["exact"]) for p in per) + " | "
-                     + " / ".join(_pct(p["within_1"]) for p in per) + " |")
+                         f"{_pct(m['exact'])} | {_pct(m['within_1'])} | {_pct(tb['exact'])} | "
+                         f"{_pct(tb['within_1'])} |")
+    for subset in HALVES:
+        lines += ["", f"Per Fitzpatrick type, {subset} (method order: " + " / ".join(METHODS)
+                  + ")", "", "| type | n | median ITA | exact | within ±1 |",
+                  "|---|---|---|---|---|"]
+        for t, m in res["ours"][subset]["per_type"].items():
+            per = [res[k][subset]["per_type"][t] for k in METHODS]
+            lines.append(f"| {t} | {m['n']} | "
+                         + " / ".join(f"{p['median_ita']:.1f}" for p in per) + " | "
+                         + " / ".join(_pct(p["exact"]) for p in per) + " | "
+                         + " / ".join(_pct(p["within_1"]) for p in per) + " |")
     return "\n".join(lines)
+
+
+_BOUNDS = np.array([55.0, 41.0, 28.0, 10.0, -30.0])
+
+
+def _shares(score: np.ndarray, knots: np.ndarray, types: np.ndarray):
+    """Pooled / per-type within-±1 and exact shares of the categories cut at ``knots``."""
+    idx = 1 + np.sum(score[:, None] <= knots[None, :], axis=1)
+    w, e = np.abs(idx - types) <= 1, idx == types
+    pw = np.array([w[types == k].mean() for k in range(1, 7)])
+    pe = np.array([e[types == k].mean() for k in range(1, 7)])
+    return w.mean(), pw, e.mean(), pe
+
+
+def fit_calibration(df: pd.DataFrame, fit: np.ndarray,
+                    weights=(0.0, 0.25, 0.5, 0.6, 0.75, 1.0)) -> tuple[float, np.ndarray, float]:
+    """Refit (exposure weight, knots) on the rows ``fit`` only; see skintone's module docstring.
+
+    Objective: type-balanced within ±1 + ½ pooled within ±1 + ½ type-balanced exact, minus a
+    penalty when types IV–VI fall more than 3 points below the baseline's per-type within ±1
+    (same rows). Knots: coordinate search (4 sweeps) over 200 quantiles of the score, starting
+    at the Chardon boundaries.
+    """
+    t = df["type"].to_numpy()[fit]
+    base = _shares(df["baseline"].to_numpy()[fit], _BOUNDS, t)[1]
+
+    def obj(s, knots):
+        w, pw, _, pe = _shares(s, knots, t)
+        pen = 20 * sum(max(0.0, base[k] - 0.03 - pw[k]) for k in (3, 4, 5))
+        return pw.mean() + 0.5 * w + 0.5 * pe.mean() - pen
+
+    best = (-np.inf, 0.0, _BOUNDS.copy())
+    for wexp in weights:
+        raw = df["ours_raw"].to_numpy()[fit]
+        s = raw + wexp * (df["ours_exposure"].to_numpy()[fit] - raw)
+        knots = _BOUNDS.copy()
+        cur = obj(s, knots)
+        qs = np.unique(np.percentile(s, np.linspace(0.5, 99.5, 200)))
+        for _ in range(4):
+            for j in range(5):
+                lo = knots[j + 1] if j < 4 else -np.inf
+                hi = knots[j - 1] if j > 0 else np.inf
+                for q in qs:
+                    if lo < q < hi:
+                        k2 = knots.copy()
+                        k2[j] = q
+                        v = obj(s, k2)
+                        if v > cur:
+                            cur, knots = v, k2
+        if cur > best[0]:
+            best = (cur, wexp, knots)
+    return best[1], best[2], best[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,6 +206,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="folder holding fitzpatrick17k/ (default ../shared/data)")
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--fit", action="store_true",
+                    help="refit the calibration constants on the fit half and report them")
+    ap.add_argument("--exposure-weights", type=float, nargs="+",
+                    default=[0.0, 0.25, 0.5, 0.6, 0.75, 1.0],
+                    help="exposure weights --fit chooses from")
     args = ap.parse_args(argv)
 
     root = args.data / "fitzpatrick17k"
@@ -157,11 +224,21 @@ def main(argv: list[str] | None = None) -> int:
         "md5hash": meta["md5hash"].iloc[keep].to_numpy(),
         "type": meta["fitzpatrick_scale"].iloc[keep].to_numpy().astype(int),
         "ours": [rows[i][0] for i in keep],
-        "ours_no_exposure": [rows[i][1] for i in keep],
-        "baseline": [rows[i][2] for i in keep],
+        "ours_raw": [rows[i][1] for i in keep],
+        "ours_exposure": [rows[i][2] for i in keep],
+        "baseline": [rows[i][3] for i in keep],
     })
+    if args.fit:
+        fit = df["md5hash"].str[0].isin(list("01234567")).to_numpy()
+        wexp, knots, score = fit_calibration(df, fit, weights=tuple(args.exposure_weights))
+        print(f"refit on the fit half (n={fit.sum()}): _CAL_EXPOSURE_WEIGHT = {wexp}, "
+              f"_CAL_KNOTS = ({', '.join(f'{k:.2f}' for k in knots)}) (objective {score:.3f}; "
+              f"in the module: {_CAL_KNOTS})")
+        df["ours"] = calibrate_ita(df["ours_raw"].to_numpy(), df["ours_exposure"].to_numpy(),
+                                   knots=tuple(np.round(knots, 2)), exposure_weight=wexp)
+        print("(the 'ours' rows below use the refitted constants)\n")
     res = evaluate(df)
-    times = np.array([rows[i][3] for i in keep]) * 1000
+    times = np.array([rows[i][4] for i in keep]) * 1000
     res["timing_ms_per_image_threaded"] = {"median": float(np.median(times)),
                                            "p95": float(np.percentile(times, 95))}
     res["missing_images"] = len(rows) - len(keep)

@@ -82,6 +82,40 @@ def prepare(
 
 
 @app.command()
+def train(
+    config: Annotated[Path, typer.Option("--config", "-c", help="YAML configuration file.")],
+    run_name: Annotated[str | None, typer.Option(help="Run folder name under train.output_dir.")]
+    = None,
+    seed: Annotated[int | None, typer.Option(help="Seed (same seed, same metrics).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    overrides: Overrides = None,
+) -> None:
+    """Train a model from a config; writes experiments/<run>/ (config, metrics.csv, report.json,
+    figures, checkpoints, weights.txt). KEY=VALUE overrides any config key, e.g. data.root=DIR."""
+    from dermsight.config import load_config
+
+    extra = []
+    if run_name is not None:
+        extra.append(f"train.run_name={json.dumps(run_name)}")
+    if seed is not None:
+        extra.append(f"train.seed={seed}")
+    if quiet:
+        extra.append("train.progress_bar=false")
+    try:
+        cfg = load_config(config, extra + list(overrides or []))
+        from dermsight.train.run import run_training
+
+        result = run_training(cfg, progress=not quiet)
+    except DermsightError as exc:
+        _fail(exc)
+    m = result.report["metrics"]
+    typer.echo(
+        f"trained {result.run_dir.name}: val accuracy {m['accuracy']:.3f}, balanced accuracy "
+        f"{m['balanced_accuracy']:.3f}, macro AUROC {m['auroc_macro']:.3f}, macro-F1 "
+        f"{m['f1_macro']:.3f} in {result.report['train_seconds']} s → {result.run_dir}")
+
+
+@app.command()
 def sources() -> None:
     """List the registered dataset sources and their options."""
     import sys

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from dermsight.data.augment import AugmentConfig
 from dermsight.errors import ConfigError
 from dermsight.features.quality import QualityThresholds
 
@@ -76,10 +77,124 @@ class PrepareConfig(_Strict):
         raise ConfigError(f"prepare.root: source '{self.source}' needs a dataset root (--root)")
 
 
+class MetadataFields(_Strict):
+    """Manifest columns the model sees besides the image (each with a missing indicator)."""
+
+    numeric: list[str] = Field(default_factory=lambda: ["age"])
+    categorical: list[str] = Field(default_factory=lambda: ["sex", "body_site"])
+    multi_label: list[str] = Field(default_factory=list, description="'|'-joined columns")
+    min_frequency: int = Field(5, ge=1, description="rarer categories become 'other'")
+
+    def all(self) -> list[str]:
+        return [*self.numeric, *self.categorical, *self.multi_label]
+
+
+class DataConfig(_Strict):
+    """Which data trains the model, and how it is fed to it."""
+
+    source: str = Field("synthetic", description="registered source name")
+    root: str | None = Field(None, description="dataset root (local path or fsspec URL)")
+    source_options: dict[str, Any] = Field(default_factory=dict)
+    prepared: str | None = Field(
+        None, description="prepared folder to read/write (default runs/prepared/<source>-<hash>)")
+    input_size: tuple[int, int] | None = Field(
+        None, description="(height, width) fed to the model; default: the backbone's")
+    metadata: MetadataFields | None = Field(
+        default_factory=MetadataFields, description="null: image only")
+    batch_size: int = Field(32, ge=1)
+    eval_batch_size: int = Field(64, ge=1)
+    num_workers: int = Field(2, ge=0, description="data-loading processes")
+    sampler: Literal["shuffle", "balanced"] = Field(
+        "shuffle", description="balanced: capped oversampling by label x tone bucket")
+    sampler_cap: float = Field(5.0, gt=0, description="max oversampling factor")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    lighting_degrade_p: float = Field(
+        0.3, ge=0, le=1, description="share of training images degraded on the fly")
+    meta_dropout: float = Field(0.15, ge=0, le=1, description="per-field metadata dropout")
+
+
+class ModelConfig(_Strict):
+    """The network (see dermsight.models.DermNet)."""
+
+    name: str = "dermnet"
+    backbone: str = Field("efficientnet_lite0", description="timm name (see list_backbones)")
+    pretrained: bool | str = Field(
+        True, description="true: packaged weights; false; a checkpoint path; 'hub' (online)")
+    fusion: Literal["none", "concat", "gated"] = "concat"
+    color_calibration: bool = True
+    drop_rate: float = Field(0.2, ge=0, lt=1)
+    meta_hidden: int = Field(64, ge=1)
+    lighting_head: bool = True
+
+
+class LossConfig(_Strict):
+    diagnosis_weight: float = Field(1.0, ge=0)
+    lighting_weight: float = Field(0.2, ge=0)
+    color_l2: float = Field(1e-3, ge=0, description="pull of the colour matrix to identity")
+    label_smoothing: float = Field(0.05, ge=0, lt=1)
+    class_weights: bool = Field(True, description="inverse-frequency class weights")
+    class_weight_cap: float = Field(10.0, gt=0)
+
+
+TrainGroup = Literal["heads", "color", "backbone_top", "backbone_rest"]
+
+
+class PhaseConfig(_Strict):
+    """One phase of fine-tuning: which parameter groups train, for how long, how fast."""
+
+    name: str
+    train: list[TrainGroup]
+    epochs: int = Field(ge=0)
+    lr: float = Field(gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    top_fraction: float = Field(0.3, gt=0, le=1, description="share of backbone blocks in "
+                                "'backbone_top'")
+    schedule: Literal["onecycle", "plateau", "constant"] = "onecycle"
+    warmup_fraction: float = Field(0.1, ge=0, lt=1)
+    early_stop_patience: int | None = Field(3, ge=1)
+    cached_features: bool | None = Field(
+        None, description="train on cached backbone features (default: when only heads train)")
+
+    def uses_cache(self) -> bool:
+        return self.train == ["heads"] if self.cached_features is None else self.cached_features
+
+
+def _default_phases() -> list[PhaseConfig]:
+    return [
+        PhaseConfig(name="A", train=["heads"], epochs=10, lr=3e-3),
+        PhaseConfig(name="B", train=["heads", "color"], epochs=2, lr=1e-3),
+        PhaseConfig(name="C", train=["heads", "color", "backbone_top"], epochs=4, lr=5e-4),
+    ]
+
+
+class TrainConfig(_Strict):
+    """Training with PyTorch Lightning; scale-out keys are passed to lightning.Trainer."""
+
+    output_dir: str = "experiments"
+    run_name: str | None = Field(None, description="default: <source>-<backbone>-<time>")
+    seed: int = 0
+    phases: list[PhaseConfig] = Field(default_factory=_default_phases)
+    monitor: Literal["val_balanced_accuracy", "val_accuracy", "val_auroc_macro",
+                     "val_f1_macro", "val_loss"] = "val_balanced_accuracy"
+    tta: bool = Field(False, description="average predictions over a horizontal flip")
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    num_nodes: int = Field(1, ge=1)
+    strategy: str = Field("auto", description="e.g. ddp for torchrun / SLURM")
+    precision: str = "32-true"
+    deterministic: bool = True
+    limit_train_batches: int | float | None = Field(None, description="for smoke runs")
+    progress_bar: bool = True
+
+
 class Config(_Strict):
     """The whole configuration. Stages read their own section."""
 
     prepare: PrepareConfig = Field(default_factory=PrepareConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

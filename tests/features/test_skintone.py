@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 
 from dermsight.features.skintone import (
+    _CAL_EXPOSURE_WEIGHT,
+    _CAL_KNOTS,
     ITA_CATEGORIES,
     MONK_SRGB,
+    calibrate_ita,
     compute_skin_tone,
     ita_category,
     ita_category_index,
@@ -78,11 +81,28 @@ def test_monk_patch_ita_known_answer(k):
     L, _, b = lab_by_hand(c)
     by_hand = math.degrees(math.atan((L - 50) / b))
     assert by_hand == pytest.approx(MONK_ITA[k], abs=0.35)
-    tone = compute_skin_tone(patch(c))
-    assert tone["ita"] == pytest.approx(by_hand, abs=0.5)
+    raw = compute_skin_tone(patch(c), calibrate=False)   # physical ITA
+    assert raw["ita"] == pytest.approx(by_hand, abs=0.5)
+    assert raw["monk_estimate"] == k + 1
+    assert raw["ita_category"] == ita_category(by_hand)
+    assert raw["skin_fraction"] > 0.9
+    tone = compute_skin_tone(patch(c))                     # calibrated (default)
     assert tone["monk_estimate"] == k + 1
-    assert tone["ita_category"] == ita_category(by_hand)
-    assert tone["skin_fraction"] > 0.9
+    assert tone["ita"] == pytest.approx(calibrate_ita(by_hand, by_hand), abs=0.6)
+    assert tone["ita_category"] == ita_category(tone["ita"])
+    assert tone["tone_bucket"] == tone_bucket(tone["ita"])
+
+
+def test_calibration_is_monotone_and_hits_chardon_boundaries():
+    for knot, bound in zip(_CAL_KNOTS, (55, 41, 28, 10, -30)):
+        assert calibrate_ita(knot, knot) == pytest.approx(bound)
+    s = np.linspace(-120, 120, 2001)
+    out = calibrate_ita(s, s)
+    assert np.all(np.diff(out) > 0)
+    assert calibrate_ita(200.0, 200.0) == pytest.approx(55 + 200 - _CAL_KNOTS[0])
+    # raw and exposed ITA mixed with the documented weight
+    assert calibrate_ita(20.0, 40.0) == pytest.approx(
+        calibrate_ita(20.0 + _CAL_EXPOSURE_WEIGHT * 20.0, 20.0 + _CAL_EXPOSURE_WEIGHT * 20.0))
 
 
 @pytest.mark.parametrize("k", range(10))

@@ -1,0 +1,140 @@
+"""The LightningModule: multitask losses, validation metrics, one optimiser per phase.
+
+A batch is a dict from ``dermsight.data``: ``image`` [B,3,H,W] (or ``features`` [B,F] when a
+phase trains on cached backbone features), ``meta`` [B,M], ``target`` [B,C] soft or one-hot,
+``label`` [B], ``lighting`` [B] (1 = poor photo, NaN = unknown).
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dermsight import metrics
+from dermsight.config import LossConfig, PhaseConfig
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, *,
+                       class_weights: torch.Tensor | None = None,
+                       label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy against soft targets [B,C] (one-hot works too), optionally class-weighted.
+
+    Class weights scale each sample by the weight of its target distribution
+    (``sum_c w_c · t_c``) and the loss is normalised by the sum of those sample weights.
+    """
+    num_classes = logits.shape[1]
+    if label_smoothing:
+        target = target * (1 - label_smoothing) + label_smoothing / num_classes
+    per_sample = -(target * F.log_softmax(logits, dim=1)).sum(dim=1)
+    if class_weights is None:
+        return per_sample.mean()
+    w = (target * class_weights[None, :]).sum(dim=1)
+    return (w * per_sample).sum() / w.sum().clamp_min(1e-8)
+
+
+def lighting_loss(logit: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy over the samples whose lighting target is known (not NaN)."""
+    known = torch.isfinite(target)
+    if not known.any():
+        return logit.sum() * 0.0
+    return F.binary_cross_entropy_with_logits(logit[known], target[known])
+
+
+class DermModule(L.LightningModule):
+    """Trains a ``DermNet`` for one phase. ``cached=True``: batches carry ``features``."""
+
+    def __init__(self, model: torch.nn.Module, *, loss: LossConfig, phase: PhaseConfig,
+                 class_weights: np.ndarray | None = None, cached: bool = False,
+                 tta: bool = False) -> None:
+        super().__init__()
+        self.model = model
+        self.loss_cfg = loss
+        self.phase = phase
+        self.cached = cached
+        self.tta = tta
+        weights = torch.as_tensor(class_weights, dtype=torch.float32) \
+            if class_weights is not None and loss.class_weights else None
+        self.register_buffer("class_weights", weights, persistent=False)
+        self._val: list[dict[str, np.ndarray]] = []
+
+    # -- forward -----------------------------------------------------------------------------
+    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        meta = batch.get("meta")
+        if meta is not None and meta.shape[-1] == 0:
+            meta = None
+        if self.cached:
+            return self.model.forward_head(batch["features"], meta)
+        out = self.model(batch["image"], meta)
+        if self.tta and not self.training:
+            flipped = self.model(torch.flip(batch["image"], dims=[3]), meta)
+            out = {k: (out[k] + flipped[k]) / 2 for k in out}
+        return out
+
+    def _losses(self, out: dict, batch: dict) -> dict[str, torch.Tensor]:
+        cfg = self.loss_cfg
+        losses = {"diagnosis": soft_cross_entropy(
+            out["diagnosis"], batch["target"], class_weights=self.class_weights,
+            label_smoothing=cfg.label_smoothing if self.training else 0.0)}
+        total = cfg.diagnosis_weight * losses["diagnosis"]
+        if "lighting" in out and cfg.lighting_weight:
+            losses["lighting"] = lighting_loss(out["lighting"], batch["lighting"])
+            total = total + cfg.lighting_weight * losses["lighting"]
+        color = getattr(self.model, "color", None)
+        if color is not None and cfg.color_l2 and not self.cached:
+            total = total + cfg.color_l2 * color.penalty()
+        losses["total"] = total
+        return losses
+
+    # -- steps -------------------------------------------------------------------------------
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        losses = self._losses(self(batch), batch)
+        n = len(batch["label"])
+        for name, value in losses.items():
+            self.log(f"train_loss_{name}" if name != "total" else "train_loss", value,
+                     on_step=False, on_epoch=True, batch_size=n, prog_bar=name == "total")
+        return losses["total"]
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        out = self(batch)
+        losses = self._losses(out, batch)
+        self.log("val_loss", losses["total"], on_epoch=True, batch_size=len(batch["label"]),
+                 sync_dist=True)
+        record = {"label": batch["label"].cpu().numpy(),
+                  "probs": torch.softmax(out["diagnosis"].float(), 1).cpu().numpy(),
+                  "lighting": batch["lighting"].cpu().numpy()}
+        if "lighting" in out:
+            record["lighting_score"] = torch.sigmoid(out["lighting"].float()).cpu().numpy()
+        self._val.append(record)
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val:
+            return
+        merged = {k: np.concatenate([r[k] for r in self._val]) for k in self._val[0]}
+        self._val.clear()
+        summary = metrics.classification_summary(merged["label"], merged["probs"])
+        for name, value in summary.items():
+            self.log(f"val_{name}", value, prog_bar=name in ("accuracy", "balanced_accuracy"))
+        if "lighting_score" in merged:
+            auc = metrics.binary_auroc(merged["lighting"], merged["lighting_score"])
+            if np.isfinite(auc):
+                self.log("val_lighting_auroc", auc)
+
+    # -- optimisation ------------------------------------------------------------------------
+    def configure_optimizers(self):
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        phase = self.phase
+        opt = torch.optim.AdamW(params, lr=phase.lr, weight_decay=phase.weight_decay)
+        if phase.schedule == "constant":
+            return opt
+        if phase.schedule == "plateau":
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.3,
+                                                               patience=1)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched,
+                                                       "monitor": "val_balanced_accuracy"}}
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=phase.lr, total_steps=total, pct_start=max(phase.warmup_fraction, 1e-3),
+            anneal_strategy="cos")
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -1,0 +1,337 @@
+"""`dermsight train`: prepared manifest → phased fine-tuning → ``experiments/<run>/``.
+
+Outputs: ``config.yaml`` (resolved), ``metrics.csv`` (one row per epoch and phase),
+``report.json`` (validation metrics, per-phase cost), ``figures/`` (learning curves, confusion
+matrix), ``checkpoints/best.pt`` (weights + everything needed to rebuild preprocessing and the
+metadata encoder; never committed) and ``weights.txt`` (how to rebuild the weights).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import resource
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from dermsight import __version__, metrics
+from dermsight.config import Config, PhaseConfig, dump_config
+from dermsight.errors import ConfigError, DataError
+from dermsight.io import atomic_write_text
+from dermsight.manifest import read_manifest
+from dermsight.train.module import DermModule
+
+log = logging.getLogger("dermsight.train")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    report: dict
+
+
+# -- data ---------------------------------------------------------------------------------------
+def prepared_dir(cfg: Config) -> Path:
+    """Where the prepared manifest for ``cfg.data`` lives (keyed by what determines it)."""
+    if cfg.data.prepared:
+        return Path(cfg.data.prepared)
+    prep = _prepare_config(cfg, out="-")
+    key = json.dumps(prep.model_dump(mode="json", exclude={"out", "workers"}), sort_keys=True)
+    digest = hashlib.sha1(key.encode()).hexdigest()[:10]
+    return Path("runs") / "prepared" / f"{cfg.data.source}-{digest}"
+
+
+def _prepare_config(cfg: Config, out: str):
+    return cfg.prepare.model_copy(update={
+        "source": cfg.data.source, "root": cfg.data.root,
+        "source_options": cfg.data.source_options, "out": out})
+
+
+def load_manifest(cfg: Config, *, progress: bool = True) -> pd.DataFrame:
+    """Read the prepared manifest, running `prepare` first when it does not exist yet."""
+    folder = prepared_dir(cfg)
+    if not (folder / "manifest.parquet").exists():
+        from dermsight.prepare.pipeline import run_prepare
+
+        log.info("preparing %s into %s", cfg.data.source, folder)
+        run_prepare(_prepare_config(cfg, str(folder)), progress=progress)
+    return read_manifest(folder)
+
+
+# -- cached features --------------------------------------------------------------------------
+class _CachedSet(Dataset):
+    def __init__(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return len(self.tensors["label"])
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {k: v[i] for k, v in self.tensors.items()}
+
+
+@torch.no_grad()
+def extract_features(model: torch.nn.Module, loader: DataLoader, *,
+                     progress: bool = False, desc: str = "caching features") -> dict:
+    """Run the (frozen) image path once; keep pooled features and the rest of each batch."""
+    from tqdm.auto import tqdm
+
+    model.eval()
+    parts: dict[str, list[torch.Tensor]] = {}
+    for batch in tqdm(loader, desc=desc, disable=not progress, unit="batch"):
+        batch = dict(batch)
+        batch["features"] = model.forward_features(batch.pop("image"))
+        for k, v in batch.items():
+            parts.setdefault(k, []).append(v)
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+# -- metrics history ----------------------------------------------------------------------------
+class _History(L.Callback):
+    """Collects one row per validation epoch: phase, epoch, train and validation metrics."""
+
+    def __init__(self, phase: str, offset: int, rows: list[dict]) -> None:
+        self.phase, self.offset, self.rows = phase, offset, rows
+        self._t0 = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        if trainer.sanity_checking:
+            return
+        row = {"phase": self.phase, "epoch": self.offset + trainer.current_epoch,
+               "phase_epoch": trainer.current_epoch,
+               "seconds": round(time.perf_counter() - self._t0, 2)}
+        for k, v in trainer.callback_metrics.items():
+            row[k] = float(v)
+        self.rows.append(row)
+        self._t0 = time.perf_counter()
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# -- training ------------------------------------------------------------------------------------
+def _run_name(cfg: Config) -> str:
+    if cfg.train.run_name:
+        return cfg.train.run_name
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{cfg.data.source}-{cfg.model.backbone}-{stamp}"
+
+
+def _trainer(cfg: Config, phase: PhaseConfig, run_dir: Path, history: _History,
+             enable_checkpointing: bool = True) -> L.Trainer:
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    t = cfg.train
+    callbacks: list[L.Callback] = [history]
+    if phase.early_stop_patience:
+        callbacks.append(EarlyStopping(monitor=t.monitor, mode=_mode(t.monitor),
+                                       patience=phase.early_stop_patience))
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename=f"phase-{phase.name}",
+                                 monitor=t.monitor, mode=_mode(t.monitor), save_top_k=1,
+                                 save_weights_only=True, enable_version_counter=False)
+    callbacks.append(checkpoint)
+    return L.Trainer(
+        max_epochs=phase.epochs, accelerator=t.accelerator, devices=t.devices,
+        num_nodes=t.num_nodes, strategy=t.strategy, precision=t.precision,
+        deterministic=t.deterministic, callbacks=callbacks, logger=False,
+        enable_progress_bar=t.progress_bar, enable_model_summary=False,
+        limit_train_batches=t.limit_train_batches, num_sanity_val_steps=0,
+        log_every_n_steps=10, default_root_dir=str(run_dir))
+
+
+def _mode(monitor: str) -> str:
+    return "min" if monitor.endswith("loss") else "max"
+
+
+def _restore_best(module: DermModule, trainer: L.Trainer) -> None:
+    ckpt = trainer.checkpoint_callback
+    path = getattr(ckpt, "best_model_path", "")
+    if path and Path(path).exists():
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        module.load_state_dict(state)
+        Path(path).unlink()
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, loader: DataLoader, *, tta: bool = False) -> dict:
+    """Probabilities, labels and lighting scores over a loader (eval mode)."""
+    model.eval()
+    out: dict[str, list[np.ndarray]] = {"label": [], "probs": [], "lighting": [],
+                                        "lighting_score": []}
+    for batch in loader:
+        meta = batch["meta"] if batch["meta"].shape[-1] else None
+        res = model(batch["image"], meta)
+        if tta:
+            flip = model(torch.flip(batch["image"], dims=[3]), meta)
+            res = {k: (res[k] + flip[k]) / 2 for k in res}
+        out["label"].append(batch["label"].numpy())
+        out["probs"].append(torch.softmax(res["diagnosis"], 1).numpy())
+        out["lighting"].append(batch["lighting"].numpy())
+        if "lighting" in res:
+            out["lighting_score"].append(torch.sigmoid(res["lighting"]).numpy())
+    return {k: np.concatenate(v) for k, v in out.items() if v}
+
+
+def run_training(cfg: Config, *, progress: bool = True) -> TrainResult:
+    """Train ``cfg`` end to end and write the run folder. See the module docstring."""
+    from dermsight.data.datamodule import ManifestDataModule
+    from dermsight.models import create_model
+    from dermsight.train.figures import write_training_figures
+
+    if not cfg.train.phases:
+        raise ConfigError("train.phases is empty: declare at least one phase")
+    run_dir = Path(cfg.train.output_dir) / _run_name(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    torch.use_deterministic_algorithms(cfg.train.deterministic, warn_only=True)
+
+    manifest = load_manifest(cfg, progress=progress)
+    model_kwargs = dict(backbone=cfg.model.backbone, fusion=cfg.model.fusion,
+                        color_calibration=cfg.model.color_calibration,
+                        drop_rate=cfg.model.drop_rate, meta_hidden=cfg.model.meta_hidden,
+                        lighting_head=cfg.model.lighting_head)
+    # The backbone decides the default preprocessing; build it once to read its data config.
+    model = create_model(cfg.model.name, num_classes=1, pretrained=cfg.model.pretrained,
+                         input_size=cfg.data.input_size, **model_kwargs)
+    dm = ManifestDataModule.from_config(manifest, cfg.data, model.data_config,
+                                        seed=cfg.train.seed)
+    dm.setup("fit")
+    meta_dim = dm.encoder.dim_ if dm.encoder is not None else 0
+    if meta_dim == 0 and cfg.model.fusion != "none":
+        model_kwargs["fusion"] = "none"
+    model = create_model(cfg.model.name, num_classes=len(dm.classes), meta_dim=meta_dim,
+                         pretrained=cfg.model.pretrained, input_size=cfg.data.input_size,
+                         **model_kwargs)
+    class_weights = dm.class_weights(cap=cfg.loss.class_weight_cap)
+
+    rows: list[dict] = []
+    phases_report = []
+    epoch_offset = 0
+    started = time.perf_counter()
+    for phase in cfg.train.phases:
+        if phase.epochs == 0:
+            continue
+        model.set_trainable(set(phase.train), top_fraction=phase.top_fraction)
+        cached = phase.uses_cache()
+        if cached and set(phase.train) != {"heads"}:
+            raise ConfigError(f"train.phases[{phase.name}].cached_features needs train: [heads]")
+        t0 = time.perf_counter()
+        module = DermModule(model, loss=cfg.loss, phase=phase, class_weights=class_weights,
+                            cached=cached, tta=cfg.train.tta and not cached)
+        history = _History(phase.name, epoch_offset, rows)
+        trainer = _trainer(cfg, phase, run_dir, history)
+        if cached:
+            train_loader, val_loader = _cached_loaders(model, dm, cfg, progress)
+        else:
+            train_loader, val_loader = dm.train_dataloader(), dm.val_dataloader()
+        trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
+        _restore_best(module, trainer)
+        seconds = time.perf_counter() - t0
+        n_seen = len(dm.train_set) * (trainer.current_epoch or phase.epochs)
+        phases_report.append({
+            "name": phase.name, "train": phase.train, "cached_features": cached,
+            "epochs_run": int(trainer.current_epoch), "seconds": round(seconds, 1),
+            "train_images_per_s": round(n_seen / max(seconds, 1e-9), 1),
+            "peak_rss_mb": round(_peak_rss_mb(), 1)})
+        epoch_offset += trainer.current_epoch
+
+    report = _final_report(cfg, model, dm, phases_report, time.perf_counter() - started)
+    _save_checkpoint(run_dir, model, dm, cfg, model_kwargs, meta_dim)
+    history = pd.DataFrame(rows)
+    with (run_dir / "metrics.csv").open("w") as fh:
+        history.to_csv(fh, index=False)
+    report["figures"] = write_training_figures(history, report, run_dir / "figures",
+                                               classes=dm.classes)
+    atomic_write_text(run_dir / "report.json", json.dumps(report, indent=2))
+    atomic_write_text(run_dir / "weights.txt", _weights_note(cfg, run_dir))
+    return TrainResult(run_dir=run_dir, report=report)
+
+
+def _cached_loaders(model, dm, cfg: Config, progress: bool) -> tuple[DataLoader, DataLoader]:
+    train = extract_features(model, dm.train_dataloader(shuffle=False), progress=progress,
+                             desc="caching train features")
+    val = extract_features(model, dm.val_dataloader(), progress=progress,
+                           desc="caching val features")
+    gen = torch.Generator().manual_seed(cfg.train.seed)
+    return (DataLoader(_CachedSet(train), batch_size=max(cfg.data.batch_size, 64), shuffle=True,
+                       generator=gen),
+            DataLoader(_CachedSet(val), batch_size=256))
+
+
+def _final_report(cfg: Config, model, dm, phases: list[dict], seconds: float) -> dict:
+    val = predict(model, dm.val_dataloader(), tta=cfg.train.tta)
+    summary = metrics.classification_summary(val["label"], val["probs"])
+    per_auc = metrics.auroc_per_class(val["label"], val["probs"])
+    report = {
+        "dermsight_version": __version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "split": "val",
+        "classes": list(dm.classes),
+        "n_train": len(dm.train_set), "n_val": len(dm.val_set),
+        "metrics": summary,
+        "auroc_per_class": {c: (None if np.isnan(a) else float(a))
+                            for c, a in zip(dm.classes, per_auc)},
+        "confusion": metrics.confusion(val["label"], val["probs"]).tolist(),
+        "phases": phases,
+        "train_seconds": round(seconds, 1),
+    }
+    if "lighting_score" in val:
+        # Validation photos that prepare found well lit, half of them degraded (seeded) on the
+        # fly: the target is whether the photo was degraded.
+        degraded = predict(model, dm.val_dataloader(degrade_p=0.5))
+        keep = dm.val_set.lighting == 0
+        report["lighting_degraded_val"] = {
+            "n": int(keep.sum()), "n_degraded": int(degraded["lighting"][keep].sum()),
+            "auroc": metrics.binary_auroc(degraded["lighting"][keep],
+                                          degraded["lighting_score"][keep])}
+    return report
+
+
+def _save_checkpoint(run_dir: Path, model, dm, cfg: Config, model_kwargs: dict,
+                     meta_dim: int) -> None:
+    path = run_dir / "checkpoints" / "best.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "dermsight_version": __version__,
+        "model": {"name": cfg.model.name, "num_classes": len(dm.classes), "meta_dim": meta_dim,
+                  "input_size": list(model.data_config["input_size"][1:]), **model_kwargs},
+        "state_dict": model.state_dict(),
+        "classes": list(dm.classes),
+        "preprocess": dm.preprocess.to_dict(),
+        "encoder": dm.encoder.to_dict() if dm.encoder is not None else None,
+    }
+    tmp = path.with_suffix(".pt.tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def _weights_note(cfg: Config, run_dir: Path) -> str:
+    return (
+        "The weights of this run are in checkpoints/best.pt, which is never committed.\n"
+        "Rebuild them with the project's own code (same seed, same metrics):\n\n"
+        f"    dermsight train --config {run_dir / 'config.yaml'} --run-name {run_dir.name}\n\n"
+        f"Backbone: {cfg.model.backbone}, initialised from "
+        f"{'the packaged ImageNet weights' if cfg.model.pretrained is True else cfg.model.pretrained}."
+        "\n")
+
+
+def check_manifest_columns(frame: pd.DataFrame, cfg: Config) -> None:
+    """Fail before training when the manifest lacks a column the config asks for."""
+    needed = ["image_uri", "label", "split"]
+    if cfg.data.metadata is not None:
+        needed += cfg.data.metadata.all()
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise DataError(f"manifest lacks column(s) {missing} that the config asks for "
+                        "(data.metadata)")

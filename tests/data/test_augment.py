@@ -1,0 +1,54 @@
+"""Tests for dermsight.data.augment."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from dermsight.data.augment import AugmentConfig, build_train_augment
+
+
+def image() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+
+
+def test_output_is_input_sized_uint8():
+    out = build_train_augment(AugmentConfig(), (32, 24), seed=0)(image())
+    assert out.shape == (32, 24, 3) and out.dtype == np.uint8
+
+
+def test_same_seed_same_output_other_seed_differs():
+    aug = build_train_augment(AugmentConfig(), (32, 32), seed=0)
+    aug.set_random_seed(5)
+    a = aug(image())
+    aug.set_random_seed(5)
+    b = aug(image())
+    aug.set_random_seed(6)
+    c = aug(image())
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    fresh = build_train_augment(AugmentConfig(), (32, 32), seed=5)
+    assert np.array_equal(fresh(image()), a)
+
+
+def test_eval_preset_is_identity():
+    img = image()
+    assert AugmentConfig.eval().enabled is False
+    assert build_train_augment(AugmentConfig.eval(), (32, 32))(img) is img
+
+
+def test_unknown_keys_and_bad_ranges_rejected():
+    with pytest.raises(ValidationError, match="rotation"):
+        AugmentConfig(rotation=10)
+    with pytest.raises(ValidationError, match="crop_scale"):
+        AugmentConfig(crop_scale=(0.9, 0.5))
+    with pytest.raises(ValidationError, match="hflip"):
+        AugmentConfig(hflip=2)
+
+
+def test_everything_off_but_enabled_only_crops():
+    cfg = AugmentConfig(hflip=0, vflip=0, affine_p=0, color_p=0, crop_scale=(1, 1),
+                        crop_ratio=(80 / 60, 80 / 60))
+    img = image()
+    out = build_train_augment(cfg, (60, 80), seed=0)(img)
+    assert np.array_equal(out, img)
