@@ -131,3 +131,16 @@ def test_from_run_config_and_training_helpers(manifest):
     again = torch.cat([b["lighting"] for b in dm.val_dataloader(degrade_p=1.0)])
     assert torch.equal(degraded.nan_to_num(-1), again.nan_to_num(-1))
     assert (degraded == 1).sum() >= 3
+
+
+def test_reseed_changes_training_draws_but_not_evaluation(manifest):
+    dm = ManifestDataModule(manifest, PRE, batch_size=4, lighting_degrade_p=0.5, seed=0)
+    dm.setup("fit")
+    first = next(iter(dm.train_dataloader(shuffle=False)))["image"]
+    val = next(iter(dm.val_dataloader()))["image"]
+    dm.reseed(1)
+    assert dm.seed == 1
+    assert not torch.equal(next(iter(dm.train_dataloader(shuffle=False)))["image"], first)
+    assert torch.equal(next(iter(dm.val_dataloader()))["image"], val)
+    dm.reseed(0)
+    assert torch.equal(next(iter(dm.train_dataloader(shuffle=False)))["image"], first)

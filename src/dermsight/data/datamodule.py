@@ -169,6 +169,12 @@ class ManifestDataModule(L.LightningDataModule):
             if split not in self.datasets and len(self.frames[split]):
                 self.datasets[split] = self._build(split)
 
+    def reseed(self, seed: int) -> None:
+        """Use ``seed`` for training sampling, augmentation and dropout from now on (e.g. one
+        per training phase, since every phase counts its epochs from 0 again)."""
+        self.seed = seed
+        self.datasets.pop("train", None)
+
     def _build(self, split: str, degrade_p: float | None = None) -> ManifestDataset:
         train = split == "train"
         augment = (build_train_augment(self.augment_config, self.preprocess.input_size,

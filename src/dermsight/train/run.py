@@ -115,6 +115,18 @@ class _History(L.Callback):
         self._t0 = time.perf_counter()
 
 
+def _quiet_lightning() -> None:
+    """Keep Lightning's banners and known-harmless warnings out of the user's console."""
+    import warnings
+
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # frozen BatchNorm layers are kept in eval mode on purpose (see DermNet.train)
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated")
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -190,6 +202,7 @@ def run_training(cfg: Config, *, progress: bool = True) -> TrainResult:
 
     if not cfg.train.phases:
         raise ConfigError("train.phases is empty: declare at least one phase")
+    _quiet_lightning()
     run_dir = Path(cfg.train.output_dir) / _run_name(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
@@ -219,9 +232,10 @@ def run_training(cfg: Config, *, progress: bool = True) -> TrainResult:
     phases_report = []
     epoch_offset = 0
     started = time.perf_counter()
-    for phase in cfg.train.phases:
+    for k, phase in enumerate(cfg.train.phases):
         if phase.epochs == 0:
             continue
+        dm.reseed(cfg.train.seed + 1000 * k)  # fresh augmentation draws in every phase
         model.set_trainable(set(phase.train), top_fraction=phase.top_fraction)
         cached = phase.uses_cache()
         if cached and set(phase.train) != {"heads"}:
