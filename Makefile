@@ -13,9 +13,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[train,dev]"
 	touch $@
 
-## the main job on the embedded default (synthetic data, no download)
+## the main job on the embedded default (synthetic data, no download): prepare + train
 quickstart: setup
-	$(BIN)/dermsight prepare --source synthetic --out runs/quickstart
+	$(BIN)/dermsight train --config configs/quickstart.yaml
 
 ## the whole test suite (tests needing ../shared/data skip when it is absent)
 test: setup

@@ -99,6 +99,9 @@ class DataConfig(_Strict):
         None, description="prepared folder to read/write (default runs/prepared/<source>-<hash>)")
     input_size: tuple[int, int] | None = Field(
         None, description="(height, width) fed to the model; default: the backbone's")
+    crop_pct: float | None = Field(
+        None, gt=0, le=1, description="centre-crop fraction at evaluation (default: the "
+        "backbone's, e.g. 0.875); training crops randomly, then zooms the same way")
     metadata: MetadataFields | None = Field(
         default_factory=MetadataFields, description="null: image only")
     batch_size: int = Field(32, ge=1)

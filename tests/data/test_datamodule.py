@@ -144,3 +144,16 @@ def test_reseed_changes_training_draws_but_not_evaluation(manifest):
     assert torch.equal(next(iter(dm.val_dataloader()))["image"], val)
     dm.reseed(0)
     assert torch.equal(next(iter(dm.train_dataloader(shuffle=False)))["image"], first)
+
+
+def test_from_config_overrides_input_size_and_crop(manifest):
+    from dermsight.config import DataConfig
+
+    timm_cfg = {"input_size": (3, 224, 224), "mean": (0.5,) * 3, "std": (0.5,) * 3,
+                "crop_pct": 0.875, "interpolation": "bicubic"}
+    cfg = DataConfig(input_size=(32, 48), crop_pct=1.0, metadata=None)
+    dm = ManifestDataModule.from_config(manifest, cfg, timm_cfg)
+    assert dm.preprocess.input_size == (32, 48)
+    assert dm.preprocess.crop_pct == 1.0 and dm.preprocess.mean == (0.5,) * 3
+    default = ManifestDataModule.from_config(manifest, DataConfig(metadata=None), timm_cfg)
+    assert default.preprocess.input_size == (224, 224) and default.preprocess.crop_pct == 0.875

@@ -12,17 +12,18 @@ fitted encoder as plain JSON-able values, so a model folder can be written from 
 
 from __future__ import annotations
 
+import dataclasses
+
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 import cv2
 import lightning as L
-import pandas as pd
-from torch.utils.data import DataLoader
-
 import numpy as np
+import pandas as pd
 from pydantic import BaseModel
+from torch.utils.data import DataLoader
 
 from dermsight.data.augment import AugmentConfig, as_augment_config, build_train_augment
 from dermsight.data.dataset import EpochSampler, ManifestDataset
@@ -141,9 +142,10 @@ class ManifestDataModule(L.LightningDataModule):
         size = getattr(data_cfg, "input_size", None)
         if size is not None:
             h, w = (size, size) if isinstance(size, int) else size
-            preprocess = Preprocess(input_size=(h, w), mean=preprocess.mean, std=preprocess.std,
-                                    crop_pct=preprocess.crop_pct,
-                                    interpolation=preprocess.interpolation)
+            preprocess = dataclasses.replace(preprocess, input_size=(h, w))
+        crop_pct = getattr(data_cfg, "crop_pct", None)
+        if crop_pct is not None:
+            preprocess = dataclasses.replace(preprocess, crop_pct=crop_pct)
         return cls(manifest, preprocess, classes=classes, augment=data_cfg.augment,
                    metadata=data_cfg.metadata, batch_size=data_cfg.batch_size,
                    eval_batch_size=getattr(data_cfg, "eval_batch_size", None),
