@@ -144,7 +144,8 @@ def timing_summary(times: list) -> dict:
 def markdown(result: dict, severity: float) -> str:
     lines = [f"Severity {severity:g}, {result['n_clean']} clean images "
              f"(false alarms on clean: {result['clean_false_alarm']:.1%})", "",
-             "| kind | feature | AUROC feature | AUROC check | detected | any tip | clean FA (check) |",
+             "| kind | feature | AUROC feature | AUROC check | detected | any tip "
+             "| clean FA (check) |",
              "|---|---|---|---|---|---|---|"]
     for kind, r in result["kinds"].items():
         lines.append(f"| {kind} | {r['feature']} | {r['auroc_feature']:.3f} | "

@@ -25,7 +25,8 @@ CORE_COLUMNS: dict[str, tuple[str, str]] = {
     "image_id": ("string", "the dataset's own image id (unique within the manifest)"),
     "image_uri": ("string", "local path or fsspec URL of the image file"),
     "case_id": ("string", "case / contribution the image belongs to (SCIN case, HAM lesion, ...)"),
-    "group_id": ("string", "unit no split may cut (patient, lesion or case; merged over duplicates)"),
+    "group_id": ("string", "unit no split may cut (patient, lesion or case; merged over "
+                 "duplicates)"),
     "label": ("string", "diagnosis label (argmax of soft_labels when only soft labels exist)"),
     "soft_labels": ("string", "JSON {class: weight} summing to 1, or missing"),
     "split": ("string", "train | val | test (set by prepare, or kept from an official split)"),

@@ -10,7 +10,11 @@ import pytest
 
 from dermsight.features.degrade import degrade
 from dermsight.features.quality import (
-    TIPS, QualityThresholds, assess_quality, compute_quality, failed_checks,
+    TIPS,
+    QualityThresholds,
+    assess_quality,
+    compute_quality,
+    failed_checks,
 )
 from dermsight.manifest import PREPARE_COLUMNS
 

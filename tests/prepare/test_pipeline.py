@@ -26,7 +26,8 @@ def _lesion_image(rng: np.random.Generator, size=(96, 72)) -> Image.Image:
     img = np.ones((h, w, 3), dtype=np.float32) * skin + rng.normal(0, 6, (h, w, 3))
     cy, cx, r = h / 2 + rng.uniform(-5, 5), w / 2 + rng.uniform(-5, 5), rng.uniform(10, 22)
     inside = (yy - cy) ** 2 + (xx - cx) ** 2 < r**2
-    img[inside] = np.array([110, 70, 50]) * rng.uniform(0.7, 1.2) + rng.normal(0, 8, (inside.sum(), 3))
+    lesion = np.array([110, 70, 50]) * rng.uniform(0.7, 1.2)
+    img[inside] = lesion + rng.normal(0, 8, (inside.sum(), 3))
     return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
 
 
@@ -73,7 +74,7 @@ def ham_like(tmp_path):
 
 
 def _cfg(root, out, *extra):
-    return load_config(None, [f"prepare.source=ham10000", f"prepare.root={root}",
+    return load_config(None, ["prepare.source=ham10000", f"prepare.root={root}",
                               f"prepare.out={out}", "prepare.workers=1",
                               "prepare.split.min_class_count=3", *extra]).prepare
 

@@ -13,7 +13,6 @@ fitted encoder as plain JSON-able values, so a model folder can be written from 
 from __future__ import annotations
 
 import dataclasses
-
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal

@@ -36,8 +36,9 @@ What ``compute_skin_tone(...)["ita"]`` is (default ``calibrate=True``): a *calib
 the Chardon scale, not the physical one. With ``ita_raw`` the median per-pixel ITA of the skin
 as photographed and ``ita_exposed`` the same after the full exposure gain, the score
 ``s = ita_raw + _CAL_EXPOSURE_WEIGHT·(ita_exposed − ita_raw)`` (the fit chose weight 0: no
-exposure correction; 0.25 was only marginally worse on the fit half) is mapped by a monotone piecewise-linear function that sends the knots
-:data:`_CAL_KNOTS` to the Chardon boundaries 55 / 41 / 28 / 10 / −30 (slope 1 outside them).
+exposure correction; 0.25 was only marginally worse on the fit half) is mapped by a monotone
+piecewise-linear function that sends the knots :data:`_CAL_KNOTS` to the Chardon boundaries
+55 / 41 / 28 / 10 / −30 (slope 1 outside them).
 ``ita_category`` and ``tone_bucket`` are the Chardon categories of that calibrated value, so they
 stay consistent with ``ita``. The 6 constants were fitted on the Fitzpatrick17k images whose
 md5hash starts with 0–7 only (``benchmarks/ita_agreement.py --fit`` refits them), maximising the

@@ -13,6 +13,7 @@ import pandas as pd
 
 from dermsight.features.quality import QUALITY_KEYS as QUALITY_COLUMNS
 from dermsight.manifest import split_list
+
 TONE_ORDER = ["light", "medium", "dark"]
 SPLIT_ORDER = ["train", "val", "test"]
 

@@ -87,7 +87,8 @@ def _find_duplicates(frame: pd.DataFrame, thumbs: np.ndarray, cfg: PrepareConfig
         pd.DataFrame, dict]:
     """Cluster near-duplicates, merge their groups; return the frame and the audit section."""
     section = {"enabled": cfg.dedupe.enabled, "max_distance": cfg.dedupe.max_distance,
-               "max_thumb_distance": cfg.dedupe.max_thumb_distance, "clusters": []}
+               "max_thumb_distance": cfg.dedupe.max_thumb_distance, "clusters": [],
+               "groups_merged": 0}
     if not cfg.dedupe.enabled or len(frame) < 2:
         return frame, section
     hashes = hashes_to_uint64(frame["phash"].tolist())
@@ -98,18 +99,17 @@ def _find_duplicates(frame: pd.DataFrame, thumbs: np.ndarray, cfg: PrepareConfig
         labels = cluster_labels(len(frame), pairs)
         sizes = np.bincount(labels)
         ids = frame["image_id"].to_numpy()
-        cluster_of = {}
+        fitz = frame["fitzpatrick"]
         for lab in np.flatnonzero(sizes > 1):
             members = np.flatnonzero(labels == lab)
             name = f"dup-{min(ids[members])}"
             frame.loc[frame.index[members], "duplicate_cluster"] = name
-            cluster_of[int(lab)] = name
             section["clusters"].append({
                 "cluster": name,
                 "images": [str(ids[m]) for m in members],
                 "labels": sorted({str(x) for x in frame["label"].iloc[members].dropna()}),
                 "groups": sorted({str(x) for x in frame["group_id"].iloc[members]}),
-                "fitzpatrick": sorted({int(x) for x in frame["fitzpatrick"].iloc[members].dropna()}),
+                "fitzpatrick": sorted({int(x) for x in fitz.iloc[members].dropna()}),
             })
         before = frame["group_id"].nunique()
         frame["group_id"] = pd.array(merge_groups(frame["group_id"].tolist(), pairs),

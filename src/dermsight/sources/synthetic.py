@@ -246,7 +246,7 @@ def _plan(params: dict) -> list[dict]:
             fitz += int(mrng.choice([-1, 1]))
         fitz = int(np.clip(fitz, 1, 6))
         imgs = []
-        for j in range(int(counts[p])):
+        for _ in range(int(counts[p])):
             kind = kinds[pos]
             imgs.append((kind, float(severities[pos]) if kind else 0.0))
             pos += 1

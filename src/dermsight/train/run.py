@@ -331,13 +331,14 @@ def _save_checkpoint(run_dir: Path, model, dm, cfg: Config, model_kwargs: dict,
 
 
 def _weights_note(cfg: Config, run_dir: Path) -> str:
+    pretrained = cfg.model.pretrained
+    origin = "the packaged ImageNet weights" if pretrained is True else (
+        "random initialisation" if pretrained is False else str(pretrained))
     return (
         "The weights of this run are in checkpoints/best.pt, which is never committed.\n"
         "Rebuild them with the project's own code (same seed, same metrics):\n\n"
         f"    dermsight train --config {run_dir / 'config.yaml'} --run-name {run_dir.name}\n\n"
-        f"Backbone: {cfg.model.backbone}, initialised from "
-        f"{'the packaged ImageNet weights' if cfg.model.pretrained is True else cfg.model.pretrained}."
-        "\n")
+        f"Backbone: {cfg.model.backbone}, initialised from {origin}.\n")
 
 
 def check_manifest_columns(frame: pd.DataFrame, cfg: Config) -> None:
