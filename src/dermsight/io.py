@@ -20,6 +20,9 @@ import pandas as pd
 
 from dermsight.errors import DataError
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 _REMOTE_PREFIXES = ("http://", "https://", "gs://", "gcs://", "s3://", "memory://", "file://")
 
 
@@ -118,6 +121,7 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual mode
     try:
         with os.fdopen(fd, mode) as fh:
             yield fh
