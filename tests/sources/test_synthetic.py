@@ -213,10 +213,11 @@ def test_remote_root_without_dataset():
         create_source("synthetic", "memory://dermsight-test/nothing-here").load()
 
 
-def test_options_are_checked():
+def test_options_are_checked(tmp_path):
+    root = str(tmp_path / "x")
     with pytest.raises(ConfigError):
-        create_source("synthetic", "/tmp/x", n_patient=3)
+        create_source("synthetic", root, n_patient=3)
     with pytest.raises(ConfigError):
-        create_source("synthetic", "/tmp/x", images_per_patient=[4, 2])
+        create_source("synthetic", root, images_per_patient=[4, 2])
     with pytest.raises(ConfigError):
-        create_source("synthetic", "/tmp/x", size=8)
+        create_source("synthetic", root, size=8)
