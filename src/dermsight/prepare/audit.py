@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from dermsight.features.quality import QUALITY_KEYS as QUALITY_COLUMNS
+from dermsight.features.skintone import MONK_SRGB
 from dermsight.manifest import split_list
 
 TONE_ORDER = ["light", "medium", "dark"]
@@ -94,7 +95,7 @@ def write_figures(frame: pd.DataFrame, folder: Path) -> list[str]:
     axes[0].legend()
     monk = frame["monk_estimate"].dropna().astype(int).value_counts().reindex(range(1, 11),
                                                                              fill_value=0)
-    axes[1].bar(monk.index, monk.to_numpy(), color=_monk_colours())
+    axes[1].bar(monk.index, monk.to_numpy(), color=MONK_SRGB / 255.0)
     axes[1].set_xticks(range(1, 11))
     axes[1].set_xlabel("estimated Monk tone")
     axes[1].set_title("Monk estimate")
@@ -122,8 +123,3 @@ def write_figures(frame: pd.DataFrame, folder: Path) -> list[str]:
     fig.suptitle("Photo-quality features")
     save(fig, "quality_histograms.png")
     return written
-
-
-def _monk_colours() -> list[str]:
-    return ["#f6ede4", "#f3e7db", "#f7ead0", "#eadaba", "#d7bd96",
-            "#a07e56", "#825c43", "#604134", "#3a312a", "#292420"]

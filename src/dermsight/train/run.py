@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from dermsight import __version__, metrics
 from dermsight.config import Config, PhaseConfig, dump_config
-from dermsight.errors import ConfigError, DataError
+from dermsight.errors import ConfigError
 from dermsight.io import atomic_write_text
 from dermsight.manifest import read_manifest
 from dermsight.train.module import DermModule
@@ -339,14 +339,3 @@ def _weights_note(cfg: Config, run_dir: Path) -> str:
         "Rebuild them with the project's own code (same seed, same metrics):\n\n"
         f"    dermsight train --config {run_dir / 'config.yaml'} --run-name {run_dir.name}\n\n"
         f"Backbone: {cfg.model.backbone}, initialised from {origin}.\n")
-
-
-def check_manifest_columns(frame: pd.DataFrame, cfg: Config) -> None:
-    """Fail before training when the manifest lacks a column the config asks for."""
-    needed = ["image_uri", "label", "split"]
-    if cfg.data.metadata is not None:
-        needed += cfg.data.metadata.all()
-    missing = [c for c in needed if c not in frame.columns]
-    if missing:
-        raise DataError(f"manifest lacks column(s) {missing} that the config asks for "
-                        "(data.metadata)")
