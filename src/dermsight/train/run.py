@@ -139,8 +139,7 @@ def _run_name(cfg: Config) -> str:
     return f"{cfg.data.source}-{cfg.model.backbone}-{stamp}"
 
 
-def _trainer(cfg: Config, phase: PhaseConfig, run_dir: Path, history: _History,
-             enable_checkpointing: bool = True) -> L.Trainer:
+def _trainer(cfg: Config, phase: PhaseConfig, run_dir: Path, history: _History) -> L.Trainer:
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
     t = cfg.train
@@ -198,6 +197,7 @@ def run_training(cfg: Config, *, progress: bool = True) -> TrainResult:
     """Train ``cfg`` end to end and write the run folder. See the module docstring."""
     from dermsight.data.datamodule import ManifestDataModule
     from dermsight.models import create_model
+    from dermsight.models.backbones import pretrained_cfg
     from dermsight.train.figures import write_training_figures
 
     if not cfg.train.phases:
@@ -209,16 +209,14 @@ def run_training(cfg: Config, *, progress: bool = True) -> TrainResult:
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     torch.use_deterministic_algorithms(cfg.train.deterministic, warn_only=True)
 
+    # The backbone's weights decide the default preprocessing (fails early on unknown names).
+    data_config = pretrained_cfg(cfg.model.backbone, cfg.model.pretrained)
     manifest = load_manifest(cfg, progress=progress)
     model_kwargs = dict(backbone=cfg.model.backbone, fusion=cfg.model.fusion,
                         color_calibration=cfg.model.color_calibration,
                         drop_rate=cfg.model.drop_rate, meta_hidden=cfg.model.meta_hidden,
                         lighting_head=cfg.model.lighting_head)
-    # The backbone decides the default preprocessing; build it once to read its data config.
-    model = create_model(cfg.model.name, num_classes=1, pretrained=cfg.model.pretrained,
-                         input_size=cfg.data.input_size, **model_kwargs)
-    dm = ManifestDataModule.from_config(manifest, cfg.data, model.data_config,
-                                        seed=cfg.train.seed)
+    dm = ManifestDataModule.from_config(manifest, cfg.data, data_config, seed=cfg.train.seed)
     dm.setup("fit")
     meta_dim = dm.encoder.dim_ if dm.encoder is not None else 0
     if meta_dim == 0 and cfg.model.fusion != "none":
