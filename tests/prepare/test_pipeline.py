@@ -177,3 +177,13 @@ def test_prepare_over_http_with_workers(ham_like, tmp_path, http_root):
     cols = ["image_id", "group_id", "split", "ita", "q_sharpness", "lighting_ok"]
     pd.testing.assert_frame_equal(local.manifest[cols], remote.manifest[cols])
     assert len(remote.audit["excluded"]) == 5
+
+
+def test_image_too_small_to_measure_is_excluded_not_fatal(ham_like, tmp_path):
+    """With min_side lowered below what the features need, the image is excluded, no crash."""
+    (ham_like / "images" / "ISIC_9000004.jpg").write_bytes(
+        _jpeg(Image.new("RGB", (5, 4), (200, 150, 130))))
+    result = run_prepare(_cfg(ham_like, tmp_path / "out", "prepare.figures=false",
+                              "prepare.images.min_side=1"), progress=False)
+    reasons = {e["image_id"]: e["reason"] for e in result.audit["excluded"]}
+    assert reasons["ISIC_9000004"].startswith("cannot measure")

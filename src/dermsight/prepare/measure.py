@@ -125,9 +125,12 @@ def measure_image(uri: str, mask_uri: str | None, settings: MeasureSettings) -> 
     del data
     work = downscale(rgb, settings.feature_size)
     mask = _load_mask(mask_uri, work.shape[:2]) if mask_uri else None
-    quality = compute_quality(work)
+    try:
+        quality = compute_quality(work)
+        tone = compute_skin_tone(work, mask)
+    except ValueError as exc:  # e.g. smaller than the features need: exclude, never crash
+        return {"ok": False, "reason": f"cannot measure ({exc})"}
     lighting_ok, tips = assess_quality(quality, settings.quality)
-    tone = compute_skin_tone(work, mask)
     return {
         "ok": True,
         "width": width,
