@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from dermsight.config import ImageCheckConfig
 from dermsight.data.metadata import MetadataEncoder
 from dermsight.data.preprocess import Preprocess
 from dermsight.data.targets import (  # noqa: F401 (re-exported: the dataset stage's API)
@@ -34,7 +35,7 @@ from dermsight.io import read_bytes
 from dermsight.prepare.measure import ImageRejected, decode_image
 
 POOR_LIGHTING_SEVERITY = 0.5  # a degradation at least this severe makes the lighting target 1
-MAX_PIXELS = 80_000_000  # same guard as prepare's default ``images.max_pixels``
+MAX_PIXELS = ImageCheckConfig().max_pixels  # prepare's decompression-bomb guard
 
 
 def _item_rng(seed: int, epoch: int, index: int) -> np.random.Generator:

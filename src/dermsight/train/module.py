@@ -34,6 +34,16 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, *,
     return (w * per_sample).sum() / w.sum().clamp_min(1e-8)
 
 
+def forward_tta(model: torch.nn.Module, image: torch.Tensor, meta: torch.Tensor | None,
+                tta: bool) -> dict[str, torch.Tensor]:
+    """``model(image, meta)``; with ``tta`` the logits averaged with a horizontal flip's."""
+    out = model(image, meta)
+    if tta:
+        flipped = model(torch.flip(image, dims=[3]), meta)
+        out = {k: (out[k] + flipped[k]) / 2 for k in out}
+    return out
+
+
 def lighting_loss(logit: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy over the samples whose lighting target is known (not NaN)."""
     known = torch.isfinite(target)
@@ -66,11 +76,7 @@ class DermModule(L.LightningModule):
             meta = None
         if self.cached:
             return self.model.forward_head(batch["features"], meta)
-        out = self.model(batch["image"], meta)
-        if self.tta and not self.training:
-            flipped = self.model(torch.flip(batch["image"], dims=[3]), meta)
-            out = {k: (out[k] + flipped[k]) / 2 for k in out}
-        return out
+        return forward_tta(self.model, batch["image"], meta, self.tta and not self.training)
 
     def _losses(self, out: dict, batch: dict) -> dict[str, torch.Tensor]:
         cfg = self.loss_cfg

@@ -28,7 +28,7 @@ from dermsight.config import Config, PhaseConfig, dump_config
 from dermsight.errors import ConfigError
 from dermsight.io import atomic_write_text
 from dermsight.manifest import read_manifest
-from dermsight.train.module import DermModule
+from dermsight.train.module import DermModule, forward_tta
 
 log = logging.getLogger("dermsight.train")
 
@@ -181,10 +181,7 @@ def predict(model: torch.nn.Module, loader: DataLoader, *, tta: bool = False) ->
                                         "lighting_score": []}
     for batch in loader:
         meta = batch["meta"] if batch["meta"].shape[-1] else None
-        res = model(batch["image"], meta)
-        if tta:
-            flip = model(torch.flip(batch["image"], dims=[3]), meta)
-            res = {k: (res[k] + flip[k]) / 2 for k in res}
+        res = forward_tta(model, batch["image"], meta, tta)
         out["label"].append(batch["label"].numpy())
         out["probs"].append(torch.softmax(res["diagnosis"], 1).numpy())
         out["lighting"].append(batch["lighting"].numpy())
