@@ -258,8 +258,7 @@ def run_training(cfg: Config, *, progress: bool = True) -> TrainResult:
     report = _final_report(cfg, model, dm, phases_report, time.perf_counter() - started)
     _save_checkpoint(run_dir, model, dm, cfg, model_kwargs, meta_dim)
     history = pd.DataFrame(rows)
-    with (run_dir / "metrics.csv").open("w") as fh:
-        history.to_csv(fh, index=False)
+    atomic_write_text(run_dir / "metrics.csv", history.to_csv(index=False))
     report["figures"] = write_training_figures(history, report, run_dir / "figures",
                                                classes=dm.classes)
     atomic_write_text(run_dir / "report.json", json.dumps(report, indent=2))
