@@ -40,3 +40,35 @@ def http_root(tmp_path):
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+TINY_TRAIN = [
+    "data.source=synthetic",
+    "data.source_options={n_patients: 24, size: 64, seed: 0}",
+    "data.input_size=[64, 64]",
+    "data.batch_size=8",
+    "data.num_workers=0",
+    "data.metadata={numeric: [age], categorical: [sex, body_site], min_frequency: 1}",
+    "model.pretrained=false",
+    "model.fusion=gated",
+    "train.progress_bar=false",
+    "train.phases=[{name: A, train: [heads], epochs: 2, lr: 0.01},"
+    " {name: C, train: [heads, color, backbone_top], epochs: 1, lr: 0.001}]",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A trained run folder (synthetic data, 64 px, untrained backbone), shared by the session.
+
+    Tests must not modify it; copy it (``shutil.copytree``) to write into it. The synthetic
+    dataset root is ``run.parent.parent / "synthetic"``.
+    """
+    from dermsight.config import load_config
+    from dermsight.train.run import run_training
+
+    base = tmp_path_factory.mktemp("tiny_run")
+    cfg = load_config(None, [*TINY_TRAIN, f"data.root={base / 'synthetic'}",
+                             f"data.prepared={base / 'prepared'}",
+                             f"train.output_dir={base / 'experiments'}", "train.run_name=tiny"])
+    return run_training(cfg, progress=False).run_dir

@@ -176,6 +176,9 @@ class TrainConfig(_Strict):
     output_dir: str = "experiments"
     run_name: str | None = Field(None, description="default: <source>-<backbone>-<time>")
     seed: int = 0
+    init_from: str | None = Field(
+        None, description="start from the weights of an earlier run (its folder or a best.pt); "
+        "its classes, backbone and metadata encoding must match this run's")
     phases: list[PhaseConfig] = Field(default_factory=_default_phases)
     monitor: Literal["val_balanced_accuracy", "val_accuracy", "val_auroc_macro",
                      "val_f1_macro", "val_loss"] = "val_balanced_accuracy"

@@ -221,6 +221,8 @@ def run_training(cfg: Config, *, progress: bool = True) -> TrainResult:
     model = create_model(cfg.model.name, num_classes=len(dm.classes), meta_dim=meta_dim,
                          pretrained=cfg.model.pretrained, input_size=cfg.data.input_size,
                          **model_kwargs)
+    if cfg.train.init_from:
+        _init_from(model, cfg.train.init_from, dm)
     class_weights = dm.class_weights(cap=cfg.loss.class_weight_cap)
 
     rows: list[dict] = []
@@ -304,6 +306,28 @@ def _final_report(cfg: Config, model, dm, phases: list[dict], seconds: float) ->
             "auroc": metrics.binary_auroc(degraded["lighting"][keep],
                                           degraded["lighting_score"][keep])}
     return report
+
+
+def _init_from(model: torch.nn.Module, source: str, dm) -> None:
+    """Load the weights of an earlier run whose classes and inputs match this one."""
+    path = Path(source)
+    if path.is_dir():
+        path = path / "checkpoints" / "best.pt"
+    if not path.is_file():
+        raise ConfigError(f"train.init_from: no checkpoint at {path}")
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    if list(payload["classes"]) != list(dm.classes):
+        raise ConfigError(f"train.init_from: {path} has classes {payload['classes']}, "
+                          f"this run has {list(dm.classes)}")
+    encoder = dm.encoder.to_dict() if dm.encoder is not None else None
+    if payload.get("encoder") != encoder:
+        raise ConfigError(f"train.init_from: {path} encodes metadata differently from this run "
+                          "(data.metadata must match)")
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        raise ConfigError(f"train.init_from: {path} does not fit this model "
+                          f"(model.* must match): {exc}") from exc
 
 
 def _save_checkpoint(run_dir: Path, model, dm, cfg: Config, model_kwargs: dict,
