@@ -97,3 +97,39 @@ def classification_summary(y_true, probs) -> dict[str, float]:
         "f1_macro": f1_macro(y_true, probs),
         "auroc_macro": auroc_macro(y_true, probs),
     }
+
+
+def per_class(y_true, probs, classes=None) -> dict[str, dict[str, float | int | None]]:
+    """Per-class precision, recall, F1 and support of the argmax prediction, plus one-vs-rest
+    AUROC: ``{class: {"precision", "recall", "f1", "support", "auroc"}}``.
+
+    ``classes`` (C names, default ``"0" … "C-1"``). A class never predicted has precision 0;
+    a class absent from ``y_true`` has recall 0 and F1 0 (scikit-learn's ``zero_division=0``);
+    its AUROC is None.
+    """
+    from sklearn.metrics import precision_recall_fscore_support
+
+    y_true, probs = _check(y_true, probs)
+    n_classes = probs.shape[1]
+    names = [str(c) for c in classes] if classes is not None else [str(c) for c in
+                                                                      range(n_classes)]
+    if len(names) != n_classes:
+        raise ValueError(f"classes has {len(names)} names but probs has {n_classes} columns")
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, probs.argmax(1), labels=np.arange(n_classes), zero_division=0)
+    auc = auroc_per_class(y_true, probs)
+    return {name: {"precision": float(precision[k]), "recall": float(recall[k]),
+                   "f1": float(f1[k]), "support": int(support[k]),
+                   "auroc": None if np.isnan(auc[k]) else float(auc[k])}
+            for k, name in enumerate(names)}
+
+
+def confusion_normalized(y_true, probs, num_classes: int | None = None) -> np.ndarray:
+    """Row-normalised confusion matrix (each true class's row sums to 1; all-zero rows for
+    classes absent from ``y_true``), as scikit-learn's ``normalize="true"``."""
+    y_true, probs = _check(y_true, probs)
+    n = num_classes or probs.shape[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cm = confusion_matrix(y_true, probs.argmax(1), labels=np.arange(n), normalize="true")
+    return np.nan_to_num(cm)
