@@ -1,0 +1,134 @@
+"""MODEL_CARD.md from model.json: data, metrics, skin-tone figures, intended use, limits."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from dermsight import DISCLAIMER
+from dermsight.io import atomic_write_text
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * float(x):.1f} %"
+
+
+def _num(x, digits: int = 3) -> str:
+    return "n/a" if x is None else f"{float(x):.{digits}f}"
+
+
+def render_card(info: dict) -> str:
+    """The model card (Markdown) of a model.json dict."""
+    m = info.get("metrics") or {}
+    parity = info.get("parity") or {}
+    data = info.get("data") or {}
+    conf = info.get("conformal") or {}
+    names = info.get("display_names") or {}
+    lines = [
+        f"# Model card: {info['name']} ({info['version']})", "",
+        f"> **Not medical advice.** {DISCLAIMER}", "",
+        "## What it does", "",
+        f"Classifies a photo of a skin lesion into {len(info['classes'])} classes: "
+        + ", ".join(f"`{c}` ({names.get(c, c)})" for c in info["classes"]) + ". "
+        "It also scores photo quality (lighting head, retake tips) and estimates skin tone "
+        "(ITA, Monk) from the pixels.", "",
+        "## Data", "",
+        f"- source: `{data.get('source')}` (root `{data.get('root')}`, options "
+        f"`{data.get('source_options')}`)",
+        f"- training images: {info.get('n_train')}, validation images: {info.get('n_val')} "
+        f"(split: {info.get('metrics_split')})",
+        f"- input: {info['input_size'][0]}×{info['input_size'][1]} px, preprocessing "
+        f"`{info['preprocess']}`",
+    ]
+    meta = info.get("metadata")
+    if meta:
+        lines.append(f"- metadata used (optional at inference): "
+                     f"{', '.join(meta['schema']['fields'])}")
+    lines += [
+        f"- exported by dermsight {info['dermsight_version']} on {info['created']} from "
+        f"`{info['source_run']}`", "",
+        "## Validation metrics (PyTorch model, validation split)", "",
+        "| metric | value |", "|---|---|",
+        *[f"| {k} | {_num(v)} |" for k, v in m.items()], "",
+    ]
+    groups = info.get("skin_tone_groups")
+    if groups and isinstance(groups.get("groups"), dict):
+        lines += ["## By skin tone", "",
+                  "| group | n | accuracy (95 % CI) | macro-F1 (95 % CI) |", "|---|---|---|---|"]
+        for g, row in groups["groups"].items():
+            ci_a = row.get("accuracy_ci95") or [None, None]
+            ci_f = row.get("f1_macro_ci95") or [None, None]
+            lines.append(f"| {g} | {row.get('n')} | {_num(row.get('accuracy'))} "
+                         f"({_num(ci_a[0])}–{_num(ci_a[1])}) | {_num(row.get('f1_macro'))} "
+                         f"({_num(ci_f[0])}–{_num(ci_f[1])}) |")
+        lines += ["", f"Largest {groups.get('gap_metric')} gap: {_num(groups.get('max_gap'))} "
+                  f"between {groups.get('max_gap_groups')} (95 % CI "
+                  f"{groups.get('max_gap_ci95')}).", ""]
+    else:
+        lines += ["## By skin tone", "",
+                  "No per-skin-tone figures for this run (its dataset has no skin-type labels, "
+                  "or `groups.json` was not computed). Dermoscopy datasets such as HAM10000 are "
+                  "mostly light skin: **performance on darker skin is unknown**.", ""]
+    lines += [
+        "## Calibration and prediction sets", "",
+        f"- temperature: {_num(info.get('temperature'))} ({info.get('temperature_source')})",
+    ]
+    if conf:
+        lines.append(f"- conformal sets: {conf.get('method', '').upper()}, target coverage "
+                     f"{_pct(conf.get('coverage'))}, threshold {_num(conf.get('threshold'))} "
+                     f"({conf.get('source')})")
+        if (conf.get("fitted_on") or {}).get("tta"):
+            lines.append("- note: temperature and threshold were fitted on flip-TTA "
+                         "probabilities; the exported model runs without TTA")
+        if conf.get("val_coverage") is not None:
+            lines.append(f"- validation coverage {_pct(conf['val_coverage'])}, mean set size "
+                         f"{_num(conf.get('val_mean_set_size'), 2)} (as calibrated)")
+        if conf.get("exported_val_coverage") is not None:
+            lines.append(f"- the exported model (fp32, no TTA) on the validation split: coverage "
+                         f"{_pct(conf['exported_val_coverage'])}, mean set size "
+                         f"{_num(conf.get('exported_val_mean_set_size'), 2)}")
+    lines += [
+        "", "## Export and parity", "",
+        f"- ONNX opset {info.get('opset')}; in this folder: "
+        + ", ".join(f"{k} `{v['path']}`" for k, v in info["files"].items()
+                    if v.get("included", True))
+        + ("" if info["files"]["fp32"].get("included", True) else
+           " (the fp32 model is left out; its sha256 is in model.json)"),
+        f"- parity on {parity.get('n_val_images', 'no')} validation images: ONNX fp32 vs "
+        f"PyTorch max |Δprobability| {_num(parity.get('fp32_max_abs_prob_diff'), 7)}; "
+        f"int8 top-1 agreement with fp32 {_pct(parity.get('int8_top1_agreement'))} "
+        f"(accuracy fp32 {_pct(parity.get('fp32_accuracy'))}, int8 "
+        f"{_pct(parity.get('int8_accuracy'))})",
+    ]
+    if info.get("quantization"):
+        q = info["quantization"]
+        lines.append(f"- int8: {q.get('format')} static quantisation, per-channel "
+                     f"{q.get('per_channel')}, {q.get('n_calibration_images')} training images "
+                     f"for calibration; kept in float: {', '.join(q.get('keep_fp32', []))}")
+    rebuild = info.get("rebuild") or {}
+    if rebuild:
+        lines += ["", "## Re-create this folder", "", "```bash"]
+        if rebuild.get("train"):
+            lines.append(f"{rebuild['train']}   # the weights (same seed, same metrics)")
+        lines += [rebuild["export"], "```"]
+    lines += [
+        "", "## Intended use", "",
+        "Research and education: exploring how a skin-lesion classifier behaves, with its "
+        "uncertainty (prediction sets), photo-quality feedback and skin-tone estimate shown. "
+        "Not for diagnosis, triage or any clinical decision.", "",
+        "## Limitations", "",
+        "- Trained on one dataset; photos from other cameras, lighting or populations may be "
+        "classified worse, and conditions outside the classes above are forced into one of them.",
+        "- Calibration and coverage hold only for data like the validation split.",
+        "- The skin-tone estimate is computed from pixels and is affected by lighting; it is not a "
+        "Fitzpatrick type assessment.",
+        "- Grad-CAM heat maps show where the model looked, not why, and are coarse (the "
+        f"backbone's last feature map: {math.ceil(info['input_size'][0] / 32)}×"
+        f"{math.ceil(info['input_size'][1] / 32)} cells).",
+        "", f"**{DISCLAIMER}**", "",
+    ]
+    return "\n".join(lines)
+
+
+def write_card(path: Path, info: dict) -> None:
+    atomic_write_text(path, render_card(info))

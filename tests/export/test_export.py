@@ -1,0 +1,130 @@
+"""`dermsight export`: the model folder, its parity with PyTorch, calibration carried over."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from dermsight.cli import app
+from dermsight.errors import ConfigError
+from dermsight.export import export_model
+from dermsight.export.model import sha256
+from dermsight.train.checkpoint import load_run
+
+pytestmark = pytest.mark.slow
+
+
+def _softmax(z):
+    z = z - z.max(1, keepdims=True)
+    return np.exp(z) / np.exp(z).sum(1, keepdims=True)
+
+
+def test_model_folder_is_complete(tiny_model):
+    info = json.loads((tiny_model / "model.json").read_text())
+    for key in ("classes", "preprocess", "metadata", "temperature", "conformal", "metrics",
+                "parity", "files", "version", "dermsight_version", "created", "input_size"):
+        assert key in info, key
+    assert info["inputs"] == ["image", "meta", "has_meta"]
+    assert info["outputs"] == ["diagnosis_logits", "lighting_logit", "embedding", "feature_map",
+                               "class_gradients"]
+    for entry in info["files"].values():
+        assert sha256(tiny_model / entry["path"]) == entry["sha256"]
+    schema = info["metadata"]["schema"]
+    assert set(schema["numeric"]) == {"age"} and schema["numeric"]["age"]["max"] == 120
+    assert set(schema["categorical"]) == {"sex", "body_site"}
+    assert all(v == v.lower() for vals in schema["categorical"].values() for v in vals)
+    card = (tiny_model / "MODEL_CARD.md").read_text()
+    assert "not medical advice" in card.lower() and "Limitations" in card
+
+
+def test_recorded_parity_meets_the_targets(tiny_model):
+    parity = json.loads((tiny_model / "model.json").read_text())["parity"]
+    assert parity["n_val_images"] > 0
+    assert parity["fp32_max_abs_prob_diff"] <= 1e-4
+    assert parity["fp32_no_metadata_max_abs_prob_diff"] <= 1e-4
+    assert parity["int8_top1_agreement"] >= 0.99
+
+
+def test_onnx_fp32_matches_pytorch_with_and_without_metadata(tiny_run, tiny_model):
+    loaded = load_run(tiny_run)
+    session = ort.InferenceSession(str(tiny_model / "model.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(6, 3, 64, 64)).astype(np.float32)
+    rows = [{"age": 30 + 5 * i, "sex": "female" if i % 2 else "male"} for i in range(6)]
+    meta = loaded.encoder.transform(rows)
+    has = np.array([1, 1, 1, 0, 0, 0], np.float32)
+    logits, embedding = session.run(["diagnosis_logits", "embedding"],
+                                    {"image": image, "meta": meta, "has_meta": has})
+    with torch.no_grad():
+        with_meta = loaded.model(torch.from_numpy(image[:3]), torch.from_numpy(meta[:3]))
+        without = loaded.model(torch.from_numpy(image[3:]), None)
+        feats = loaded.model.forward_features(torch.from_numpy(image)).numpy()
+    ref = np.concatenate([with_meta["diagnosis"].numpy(), without["diagnosis"].numpy()])
+    assert np.abs(_softmax(logits) - _softmax(ref)).max() <= 1e-4
+    np.testing.assert_allclose(embedding, feats, atol=1e-4)
+
+
+def test_class_gradients_are_the_exact_head_gradient(tiny_run, tiny_model):
+    loaded = load_run(tiny_run)
+    session = ort.InferenceSession(str(tiny_model / "model.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(1)
+    image = rng.normal(size=(2, 3, 64, 64)).astype(np.float32)
+    meta = loaded.encoder.transform([{"age": 50, "sex": "male"}, {}])
+    emb, grads = session.run(["embedding", "class_gradients"],
+                             {"image": image, "meta": meta, "has_meta": np.ones(2, np.float32)})
+    feats = torch.from_numpy(emb).requires_grad_(True)
+    logits = loaded.model.forward_head(feats, torch.from_numpy(meta))["diagnosis"]
+    for c in range(logits.shape[1]):
+        (g,) = torch.autograd.grad(logits[:, c].sum(), feats, retain_graph=True)
+        np.testing.assert_allclose(grads[:, c], g.numpy(), atol=1e-5)
+
+
+def test_calibration_json_is_carried_into_model_json(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "calibration.json").write_text(json.dumps(
+        {"temperature": 2.0, "conformal": {"method": "aps", "alpha": 0.2, "threshold": 0.95}}))
+    result = export_model(run, tmp_path / "model", int8=False, parity_images=4)
+    info = result.info
+    assert info["temperature"] == 2.0
+    assert info["conformal"]["method"] == "aps" and info["conformal"]["threshold"] == 0.95
+    assert info["conformal"]["coverage"] == pytest.approx(0.8)
+    assert not (tmp_path / "model" / "model.int8.onnx").exists()
+
+
+def test_conformal_is_fitted_when_the_run_is_not_calibrated(tiny_model):
+    conf = json.loads((tiny_model / "model.json").read_text())["conformal"]
+    assert conf["method"] == "lac" and conf["coverage"] == pytest.approx(0.9)
+    assert "validation" in conf["source"]
+
+
+def test_cli_export_no_int8_removes_a_stale_int8_model(tiny_run, tiny_model, tmp_path):
+    out = tmp_path / "model"
+    shutil.copytree(tiny_model, out)
+    result = CliRunner().invoke(app, ["export", "--run", str(tiny_run), "--out", str(out),
+                                      "--no-int8", "--parity-images", "4"])
+    assert result.exit_code == 0, result.output
+    assert "parity on 4 validation images" in result.output
+    assert (out / "model.onnx").exists() and not (out / "model.int8.onnx").exists()
+    assert "int8" not in json.loads((out / "model.json").read_text())["files"]
+
+
+def test_int8_only_folder(tiny_run, tmp_path):
+    result = export_model(tiny_run, tmp_path / "m", keep_fp32=False, parity_images=4,
+                          calibration_images=16)
+    assert not (tmp_path / "m" / "model.onnx").exists()
+    assert (tmp_path / "m" / "model.int8.onnx").exists()
+    assert result.info["files"]["fp32"]["included"] is False
+
+
+def test_export_of_a_missing_run_names_it(tmp_path):
+    with pytest.raises(ConfigError, match="nope"):
+        export_model(tmp_path / "nope", tmp_path / "out")
