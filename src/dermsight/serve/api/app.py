@@ -1,0 +1,116 @@
+"""The FastAPI application: routers, limits, error handlers, the web app, extension hooks.
+
+Extension point (lesion tracking, or anything else with its own routes): pass routers in
+``create_app(..., extra_routers=[router, ...])``, or set ``ServeSettings.track_database_url``,
+which mounts ``dermsight.track.api.build_router(track_database_url)`` (that function must take
+the database URL and return a ``fastapi.APIRouter``; its routes keep their own prefixes). The
+routers share this app's error format, body limit and ``app.state.dermsight`` (a
+:class:`~dermsight.serve.api.dependencies.ServeState` holding the engine and the inference pool:
+``await state.run(fn)`` runs blocking work in it).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import anyio
+from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from dermsight import DISCLAIMER, __version__
+from dermsight.serve.api.dependencies import ServeState
+from dermsight.serve.api.errors import install_error_handlers
+from dermsight.serve.api.limits import BodyLimitMiddleware
+from dermsight.serve.api.routers import health, model, predict
+from dermsight.serve.api.settings import ServeSettings
+
+if TYPE_CHECKING:
+    from dermsight.serve.engine import Engine
+
+log = logging.getLogger("dermsight.serve")
+
+API_PREFIX = "/v1"
+
+_DESCRIPTION = f"""Skin-condition classification from photos, with calibrated probabilities,
+conformal prediction sets, photo-quality retake tips, skin-tone estimation and Grad-CAM.
+
+Every error has the body `{{"error": {{"code": ..., "message": ..., "field": ...}}}}`.
+
+**Not medical advice.** {DISCLAIMER}
+"""
+
+
+def _load_engine(settings: ServeSettings) -> Engine:
+    from dermsight.serve.engine import Engine
+
+    return Engine.load(settings.model_dir, precision=settings.precision,
+                       threads=settings.threads)
+
+
+def create_app(engine: Engine | None = None, settings: ServeSettings | None = None, *,
+               extra_routers: Iterable[APIRouter] = ()) -> FastAPI:
+    """Build the API (and the web app at ``/`` unless ``settings.web`` is False).
+
+    Args:
+        engine: a loaded engine; None loads ``settings.model_dir`` (None = the default model)
+            at startup, in a worker thread. A model that fails to load stops the startup.
+        settings: limits and options (:class:`ServeSettings` defaults when None).
+        extra_routers: more routers to mount (see the module docstring).
+    """
+    settings = settings or ServeSettings()
+    # Pillow logs every EXIF tag it parses (GPS included) at DEBUG: never let that through.
+    pil_log = logging.getLogger("PIL")
+    if pil_log.level < logging.INFO:  # NOTSET (0) included: a DEBUG root would let it through
+        pil_log.setLevel(logging.INFO)
+    state = ServeState(settings=settings, engine=engine)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if state.engine is None:
+            try:
+                state.engine = await anyio.to_thread.run_sync(_load_engine, settings)
+            except Exception as exc:
+                state.load_error = str(exc)
+                log.error("could not load the model: %s", exc)
+                raise
+            log.info("model loaded from %s", state.engine.model_dir)
+        yield
+
+    app = FastAPI(
+        title="dermsight", version=__version__, description=_DESCRIPTION, lifespan=lifespan,
+        openapi_tags=[
+            {"name": "predict", "description": "Classify photos."},
+            {"name": "model", "description": "The served model."},
+            {"name": "health", "description": "Probes."},
+        ],
+    )
+    app.state.dermsight = state
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(model.router, prefix=API_PREFIX)
+    app.include_router(predict.router, prefix=API_PREFIX)
+    if settings.track_database_url:
+        from dermsight.track.api import build_router  # the tracking feature (optional)
+
+        app.include_router(build_router(settings.track_database_url))
+    for router in extra_routers:
+        app.include_router(router)
+    if settings.web:
+        from dermsight.serve.web import mount_web
+
+        mount_web(app)
+
+    app.add_middleware(BodyLimitMiddleware, limit=settings.request_limit,
+                       multipart_prefixes=(f"{API_PREFIX}/predict",))
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                           allow_methods=["GET", "POST"], allow_headers=["*"])
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """App factory for ``uvicorn --factory`` / several workers: settings from the environment."""
+    return create_app(settings=ServeSettings.from_env())

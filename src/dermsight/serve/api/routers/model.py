@@ -1,0 +1,71 @@
+"""What the served model is: classes, input, metadata schema, metrics, limits."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from dermsight.serve.api.dependencies import LoadedEngine, State
+from dermsight.serve.api.schemas import ErrorBody, ModelInfo
+
+router = APIRouter(tags=["model"])
+
+#: Readable names of well-known class codes (HAM10000's); model.json's "display_names" wins.
+KNOWN_NAMES = {
+    "akiec": "Actinic keratosis / intraepithelial carcinoma",
+    "bcc": "Basal cell carcinoma",
+    "bkl": "Benign keratosis",
+    "df": "Dermatofibroma",
+    "mel": "Melanoma",
+    "nv": "Melanocytic nevus (mole)",
+    "vasc": "Vascular lesion",
+}
+
+
+def _display_names(info: dict, classes: list[str]) -> dict[str, str]:
+    given = info.get("display_names") or info.get("class_names")
+    given = given if isinstance(given, dict) else {}
+    return {c: str(given.get(c) or KNOWN_NAMES.get(c) or c.replace("_", " ")) for c in classes}
+
+
+def _input_size(info: dict) -> list[int] | None:
+    size = info.get("input_size")
+    if isinstance(size, dict):
+        size = [size.get("height"), size.get("width")]
+    if isinstance(size, list | tuple) and len(size) >= 2:
+        try:
+            return [int(s) for s in size[-2:]]
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def _float(value) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+@router.get("/model", response_model=ModelInfo, summary="The served model",
+            responses={503: {"model": ErrorBody, "description": "Model not loaded yet"}})
+def model_info(state: State, engine: LoadedEngine) -> ModelInfo:
+    info = dict(engine.info)
+    conformal = info.get("conformal") if isinstance(info.get("conformal"), dict) else {}
+    coverage = info.get("conformal_coverage", conformal.get("coverage"))
+    s = state.settings
+    return ModelInfo(
+        name=None if info.get("name") is None else str(info.get("name")),
+        version=None if info.get("version") is None else str(info.get("version")),
+        classes=list(engine.classes),
+        display_names=_display_names(info, list(engine.classes)),
+        input_size=_input_size(info),
+        precision=getattr(engine, "precision", None) or info.get("precision"),
+        metadata_schema=dict(engine.metadata_schema or {}),
+        temperature=_float(info.get("temperature")),
+        conformal_coverage=_float(coverage),
+        metrics=info.get("metrics") if isinstance(info.get("metrics"), dict) else {},
+        limits={"max_upload_bytes": s.max_upload_bytes, "max_pixels": s.max_pixels,
+                "max_batch_size": s.max_batch_size,
+                "max_top_k": min(s.max_top_k, len(engine.classes))},
+        info=info,
+    )

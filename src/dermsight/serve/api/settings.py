@@ -1,0 +1,78 @@
+"""Settings of the REST API and web app: one pydantic model, also readable from the environment.
+
+``dermsight serve`` builds a :class:`ServeSettings` from its options and hands it to the worker
+processes as JSON in ``DERMSIGHT_SERVE_SETTINGS`` (uvicorn's ``--workers`` needs an import string,
+so each worker rebuilds the app with :func:`dermsight.serve.api.app.create_app_from_env`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from dermsight.errors import ConfigError
+
+ENV_VAR = "DERMSIGHT_SERVE_SETTINGS"
+
+MB = 1024 * 1024
+
+
+class ServeSettings(BaseModel):
+    """Limits and options of one API process. Every limit bounds memory or CPU per request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_dir: Path | None = Field(
+        None, description="Exported model folder; None = the default model under models/.")
+    precision: str = Field("auto", description="Engine precision: auto, int8 or fp32.")
+    threads: int | None = Field(
+        None, ge=1, description="onnxruntime intra-op threads per inference (None = its default).")
+    max_upload_bytes: int = Field(
+        10 * MB, ge=1, description="Largest accepted image file, in bytes.")
+    max_request_bytes: int | None = Field(
+        None, ge=1, description="Largest accepted request body; None = max_upload_bytes × "
+        "max_batch_size + 64 KiB. Checked on Content-Length and again while streaming.")
+    max_pixels: int = Field(
+        40_000_000, ge=1, description="Largest decoded image (width × height): bomb guard.")
+    max_concurrency: int = Field(
+        2, ge=1, description="Inferences run at once (threads of the inference pool).")
+    max_pending: int = Field(
+        64, ge=1, description="Requests waiting for an inference slot before 503 'busy'.")
+    max_batch_size: int = Field(8, ge=1, description="Most files in one /v1/predict/batch call.")
+    max_top_k: int = Field(10, ge=1, description="Largest top_k a client may ask for.")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS; empty = CORS off.")
+    web: bool = Field(True, description="Serve the web app at '/'.")
+    track_database_url: str | None = Field(
+        None, description="When set, mount dermsight.track.api.build_router(url) (lesion "
+        "tracking); see dermsight.serve.api.app.create_app.")
+
+    @model_validator(mode="after")
+    def _check(self) -> ServeSettings:
+        if self.precision not in ("auto", "int8", "fp32"):
+            raise ValueError(f"precision must be auto, int8 or fp32, got {self.precision!r}")
+        return self
+
+    @property
+    def request_limit(self) -> int:
+        """The body size limit actually enforced."""
+        if self.max_request_bytes is not None:
+            return self.max_request_bytes
+        return self.max_upload_bytes * self.max_batch_size + 64 * 1024
+
+    def to_env(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> ServeSettings:
+        """Settings from ``DERMSIGHT_SERVE_SETTINGS`` (JSON); defaults when it is unset."""
+        raw = (environ if environ is not None else os.environ).get(ENV_VAR)
+        if not raw:
+            return cls()
+        try:
+            return cls.model_validate(json.loads(raw))
+        except (json.JSONDecodeError, ValidationError) as exc:
+            raise ConfigError(f"{ENV_VAR} is not valid serve settings: {exc}") from exc

@@ -1,0 +1,226 @@
+"""The web app end to end in a real headless browser (Debian's chromium, driven by Playwright).
+
+Skips when /usr/bin/chromium is absent. Screenshots go to ``$DERMSIGHT_TEST_ARTIFACTS``
+(default: ``test-artifacts/`` at the repository root, ignored by git).
+
+Run as a script to make the README's screenshot of the app serving a real model::
+
+    python tests/serve/test_webapp_browser.py --out docs/webapp.png [--model MODEL_DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def artifacts_dir() -> Path:
+    path = Path(os.environ.get("DERMSIGHT_TEST_ARTIFACTS", REPO / "test-artifacts"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def live_server(app):
+    """Run ``app`` with uvicorn on a free loopback port in a thread; yield its base URL."""
+    import uvicorn
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@contextlib.contextmanager
+def browser_page(width: int = 1200, height: int = 900):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            yield page
+        finally:
+            browser.close()
+
+
+def photo(path: Path, *, dark: bool = False, size: int = 160) -> Path:
+    """A synthetic skin photo with a lesion (no real data); ``dark=True``: badly under-exposed."""
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[0:size, 0:size]
+    img = np.empty((size, size, 3), np.float32)
+    img[...] = (198, 150, 118)
+    blob = ((yy - size / 2) ** 2 + ((xx - size / 2) * 1.3) ** 2) < (size / 5) ** 2
+    img[blob] = (105, 62, 48)
+    img += rng.normal(0, 5, img.shape)
+    if dark:
+        img *= 0.08
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path)
+    return path
+
+
+def analyse(page, url: str, image: Path) -> None:
+    page.goto(url)
+    page.wait_for_function("document.getElementById('model-line').textContent.includes('classes')")
+    page.get_by_label("Choose a photo").set_input_files(str(image))
+    page.get_by_role("button", name="Analyse photo").click()
+    page.locator("#results").wait_for(state="visible", timeout=30_000)
+
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed"),
+]
+
+
+@pytest.fixture(scope="module")
+def server_url(tiny_model):
+    pytest.importorskip("playwright.sync_api")
+    from dermsight.serve.api import ServeSettings, create_app
+    from dermsight.serve.engine import Engine
+
+    engine = Engine.load(tiny_model)
+    with live_server(create_app(engine, ServeSettings())) as url:
+        yield url, engine
+
+
+def test_upload_predict_gradcam_and_screenshot(server_url, tmp_path):
+    url, engine = server_url
+    with browser_page() as page:
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("requestfailed", lambda req: errors.append(f"request failed: {req.url}"))
+        analyse(page, url, photo(tmp_path / "lesion.png"))
+
+        bars = page.locator("#top-k .bar-row")
+        assert bars.count() == 3
+        for i in range(3):
+            assert bars.nth(i).is_visible()
+            assert "%" in bars.nth(i).locator(".bar-value").inner_text()
+        conformal = page.locator("#conformal")
+        assert conformal.is_visible()
+        assert conformal.inner_text().startswith("Most likely")
+        disclaimer = page.locator("#disclaimer")
+        assert disclaimer.is_visible() and "Not medical advice" in disclaimer.inner_text()
+        assert "Monk skin tone" in page.locator("#tone-text").inner_text()
+        assert page.locator("#tone-swatch").is_visible()
+
+        # the metadata form is generated from the model's schema
+        schema = engine.metadata_schema or {}
+        for name in list(schema.get("numeric") or {}) + list(schema.get("categorical") or {}):
+            assert page.locator(f"#meta-{name}").count() == 1
+
+        # Grad-CAM toggle, by keyboard: focus the checkbox and press space
+        page.locator("#cam-toggle").focus()
+        page.keyboard.press("Space")
+        cam = page.locator("#cam-img")
+        cam.wait_for(state="visible", timeout=30_000)
+        assert cam.get_attribute("src").startswith("data:image/png;base64,")
+        assert cam.get_attribute("alt")
+        assert not page.locator("#preview-img").is_visible()
+        page.screenshot(path=str(artifacts_dir() / "webapp.png"), full_page=True)
+        page.locator("#cam-toggle").click()
+        assert page.locator("#preview-img").is_visible() and not cam.is_visible()
+        assert not errors, errors
+
+
+def test_a_dark_photo_shows_the_retake_panel(server_url, tmp_path):
+    url, _ = server_url
+    with browser_page(width=390, height=844) as page:  # a phone-sized viewport
+        analyse(page, url, photo(tmp_path / "dark.png", dark=True))
+        retake = page.locator("#retake")
+        assert retake.is_visible()
+        assert page.locator("#retake-tips li").count() >= 1
+        assert "dark" in page.locator("#retake-tips").inner_text().lower()
+        assert page.locator("#disclaimer").is_visible()
+        page.screenshot(path=str(artifacts_dir() / "webapp-retake-phone.png"), full_page=True)
+
+
+def test_a_bad_file_shows_the_error_and_the_app_recovers(server_url, tmp_path):
+    url, _ = server_url
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 definitely not a whole jpeg")
+    with browser_page() as page:
+        page.goto(url)
+        page.wait_for_function(
+            "document.getElementById('model-line').textContent.includes('classes')")
+        page.get_by_label("Choose a photo").set_input_files(str(bad))
+        page.get_by_role("button", name="Analyse photo").click()
+        status = page.locator("#status")
+        page.wait_for_function(
+            "document.getElementById('status').classList.contains('error')")
+        assert "Could not analyse" in status.inner_text()
+        page.get_by_label("Choose a photo").set_input_files(str(photo(tmp_path / "ok.png")))
+        page.get_by_role("button", name="Analyse photo").click()
+        page.locator("#results").wait_for(state="visible", timeout=30_000)
+        assert page.locator("#top-k .bar-row").count() == 3
+
+
+def main() -> None:
+    """Screenshot of the app serving a real model (the default one unless --model)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="model folder (default: models/...)")
+    parser.add_argument("--image", default=None,
+                        help="photo to analyse (default: scikit-image's sample 'skin' image)")
+    parser.add_argument("--out", default="docs/webapp.png")
+    parser.add_argument("--cam", action="store_true", help="show the Grad-CAM overlay")
+    args = parser.parse_args()
+
+    from dermsight.serve.api import ServeSettings, create_app
+    from dermsight.serve.engine import Engine
+
+    engine = Engine.load(args.model)
+    work = Path(artifacts_dir())
+    if args.image:
+        image = Path(args.image)
+    else:
+        from skimage import data
+
+        image = work / "skimage-skin.png"
+        buf = io.BytesIO()
+        Image.fromarray(data.skin()).save(buf, format="PNG")
+        image.write_bytes(buf.getvalue())
+    with live_server(create_app(engine, ServeSettings())) as url, browser_page(1200, 980) as page:
+        analyse(page, url, image)
+        if args.cam:
+            page.locator("#cam-toggle").check()
+            page.locator("#cam-img").wait_for(state="visible", timeout=60_000)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=args.out, full_page=True)
+    print(f"wrote {args.out} ({engine.model_dir})")
+
+
+if __name__ == "__main__":
+    main()
