@@ -72,3 +72,17 @@ def tiny_run(tmp_path_factory) -> Path:
                              f"data.prepared={base / 'prepared'}",
                              f"train.output_dir={base / 'experiments'}", "train.run_name=tiny"])
     return run_training(cfg, progress=False).run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_run, tmp_path_factory) -> Path:
+    """``tiny_run`` exported (``dermsight.export.export_model``): a model folder with
+    ``model.onnx`` (fp32), ``model.int8.onnx``, ``model.json`` and ``MODEL_CARD.md``.
+
+    Tests must not modify it; copy it (``shutil.copytree``) to write into it.
+    """
+    from dermsight.export import export_model
+
+    out = tmp_path_factory.mktemp("tiny_model") / "model"
+    export_model(tiny_run, out, int8=True, progress=False)
+    return out

@@ -116,6 +116,171 @@ def train(
 
 
 @app.command()
+def evaluate(
+    run: Annotated[Path, typer.Option(help="Run folder, e.g. experiments/ham10000.")],
+    source: Annotated[str, typer.Option(help="Source name of the data to score.")],
+    root: Annotated[str | None, typer.Option(
+        help="Dataset root (default: the run's own when --source is the run's).")] = None,
+    split: Annotated[str, typer.Option(help="Split to score (train, val or test).")] = "test",
+    out: Annotated[Path | None, typer.Option(
+        help="Output folder (default RUN/eval-SOURCE-SPLIT).")] = None,
+    coverage: Annotated[float, typer.Option(help="Target coverage of the prediction sets.")]
+    = 0.9,
+    conformal: Annotated[str, typer.Option(
+        help="Conformal score: lac (smallest sets) or aps (adaptive sets).")] = "lac",
+    conformal_mode: Annotated[str, typer.Option(
+        help="marginal, class (per class) or group (per skin-tone bucket) thresholds.")]
+    = "marginal",
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the CIs.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed (bootstrap, Grad-CAM sample).")] = 0,
+    cam: Annotated[bool, typer.Option("--cam/--no-cam", help="Grad-CAM explanations.")] = True,
+    cam_samples: Annotated[int, typer.Option(help="Images in the seeded Grad-CAM sample.")]
+    = 200,
+    tta: Annotated[bool | None, typer.Option(
+        "--tta/--no-tta", help="Flip test-time augmentation (default: as trained).",
+        show_default=False)] = None,
+    workers: Annotated[int, typer.Option(help="DataLoader / measuring processes.")] = 2,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
+    recalibrate: Annotated[bool, typer.Option(
+        help="Refit calibration.json even when it matches these settings.")] = False,
+    source_option: Annotated[list[str] | None, typer.Option(
+        "--source-option", help="Source option KEY=VALUE (repeatable), e.g. split_dirs=true.",
+        show_default=False)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Score a trained run on one split of any dataset: metrics, calibration (fitted on the
+    run's validation split, stored in RUN/calibration.json), prediction sets, fairness by skin
+    tone with bootstrap CIs, Grad-CAM; writes OUT/predictions.csv, report.json, report.html,
+    figures/."""
+    import yaml
+
+    from dermsight.evaluate.run import EvalOptions, run_evaluate
+
+    source_options = None
+    for item in source_option or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            _fail(ValueError(f"--source-option expects KEY=VALUE; got {item!r}"))
+        source_options = {**(source_options or {}), key.strip(): yaml.safe_load(value)}
+    options = EvalOptions(source_options=source_options, split=split, out=out,
+                          coverage=coverage, conformal=conformal,
+                          conformal_mode=conformal_mode, bootstrap=bootstrap, seed=seed,
+                          cam=cam, cam_samples=cam_samples, tta=tta, workers=workers,
+                          batch_size=batch_size, recalibrate=recalibrate, progress=not quiet)
+    try:
+        result = run_evaluate(run, source=source, root=root, options=options)
+    except DermsightError as exc:
+        _fail(exc)
+    r = result.report
+    m, cal, conf = r["metrics"], r["calibration"], r["conformal"]
+    typer.echo(
+        f"evaluated {r['run_name']} on {source}/{split} ({r['n']} images): accuracy "
+        f"{m['accuracy']:.3f}, balanced accuracy {m['balanced_accuracy']:.3f}, macro AUROC "
+        f"{m['auroc_macro']:.3f}; ECE {cal['ece_before']:.3f} → {cal['ece_after']:.3f} "
+        f"(T = {cal['temperature']:.2f}); {conf['method'].upper()} coverage "
+        f"{conf['coverage']:.3f} (target {conf['target']:.2f}), mean set size "
+        f"{conf['mean_set_size']:.2f} → {result.out}/report.html")
+    for note in r["notes"]:
+        typer.echo(f"note: {note}")
+
+
+@app.command()
+def compare(
+    runs: Annotated[list[Path], typer.Argument(
+        help="Run folders, evaluation folders or report.json files.")],
+    csv: Annotated[Path | None, typer.Option(help="Also write the table as CSV.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write it as JSON.")]
+    = None,
+) -> None:
+    """Print runs / evaluation reports side by side (accuracy, balanced accuracy, F1, AUROC,
+    ECE after scaling, coverage, worst group gap)."""
+    from dermsight.evaluate.compare import compare_reports, format_table
+    from dermsight.io import atomic_write_text
+
+    try:
+        table = compare_reports(runs)
+    except DermsightError as exc:
+        _fail(exc)
+    typer.echo(format_table(table))
+    if csv is not None:
+        atomic_write_text(csv, table.to_csv(index=False))
+    if json_out is not None:
+        atomic_write_text(json_out, table.to_json(orient="records", indent=2))
+
+
+@app.command()
+def export(
+    run: Annotated[Path, typer.Option(help="Run folder (experiments/<run>) or best.pt.")],
+    out: Annotated[Path, typer.Option(help="Model folder to write.")],
+    int8: Annotated[bool, typer.Option("--int8/--no-int8",
+                                       help="Also write model.int8.onnx (static QDQ).")] = True,
+    fp32: Annotated[bool, typer.Option("--fp32/--no-fp32", help="Keep model.onnx (fp32) in "
+                                       "OUT; --no-fp32 leaves only the int8 model.")] = True,
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
+    calibration_images: Annotated[int, typer.Option(
+        help="Training images calibrating the int8 ranges.")] = 200,
+    parity_images: Annotated[int | None, typer.Option(
+        help="Validation images for the parity check (default: all).")] = None,
+) -> None:
+    """Export a trained run to a torch-free model folder: model.onnx, model.int8.onnx,
+    model.json and MODEL_CARD.md, with parity measured on the validation split."""
+    from dermsight.export import export_model
+
+    try:
+        result = export_model(run, out, int8=int8, opset=opset, keep_fp32=fp32,
+                              calibration_images=calibration_images,
+                              parity_images=parity_images)
+    except DermsightError as exc:
+        _fail(exc)
+    p = result.info["parity"]
+    names = ", ".join(f.name for f in result.files.values())
+    typer.echo(f"exported {run} → {result.out} ({names})")
+    if p:
+        agree = p.get("int8_top1_agreement")
+        typer.echo(f"parity on {p['n_val_images']} validation images: fp32 max |Δp| "
+                   f"{p['fp32_max_abs_prob_diff']:.2e}"
+                   + (f", int8 top-1 agreement {100 * agree:.2f} %" if agree is not None else ""))
+
+
+@app.command("predict")
+def predict_cmd(
+    paths: Annotated[list[Path], typer.Argument(help="Image files and/or folders.")],
+    model: Annotated[Path | None, typer.Option(
+        help="Model folder (default: the bundled models/ham10000).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Write JSON records.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Write CSV rows.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")]
+    = None,
+    top_k: Annotated[int, typer.Option(help="Classes listed per image.")] = 3,
+    precision: Annotated[str, typer.Option(help="auto, int8 or fp32.")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Predict image files and folders with an exported model; unreadable files are reported
+    by name and skipped."""
+    from dermsight.serve.engine import Engine, collect_images, format_records, predict_files
+
+    if as_json and as_csv:
+        _fail(DermsightError("choose one of --json and --csv"))
+    try:
+        engine = Engine.load(model, precision=precision)
+        records = predict_files(engine, collect_images(paths), top_k=top_k, progress=not quiet)
+        text = format_records(records, "json" if as_json else "csv" if as_csv else "text")
+    except DermsightError as exc:
+        _fail(exc)
+    if out is not None:
+        from dermsight.io import atomic_write_text
+
+        atomic_write_text(out, text)
+    else:
+        typer.echo(text, nl=False)
+    bad = [r for r in records if not r["ok"]]
+    for r in bad:
+        typer.secho(f"skipped {r['file']}: {r['error']}", fg=typer.colors.YELLOW, err=True)
+    typer.echo(f"{len(records) - len(bad)} of {len(records)} images predicted"
+               + (f" → {out}" if out else ""), err=True)
+
+
+@app.command()
 def sources() -> None:
     """List the registered dataset sources and their options."""
     import sys
@@ -151,3 +316,53 @@ def schema() -> None:
     from dermsight.manifest import schema_markdown
 
     typer.echo(schema_markdown())
+
+
+@app.command()
+def serve(
+    model: Annotated[Path | None, typer.Option(
+        "--model", help="Exported model folder (default: the model under models/).")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Server processes (each loads the model).")] = 1,
+    precision: Annotated[str, typer.Option(help="auto, int8 or fp32.")] = "auto",
+    concurrency: Annotated[int, typer.Option(
+        help="Inferences run at once per process.")] = 2,
+    threads: Annotated[int | None, typer.Option(
+        help="onnxruntime threads per inference (default: its own choice).")] = None,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest accepted image, in MB.")] = 10.0,
+    cors_origin: Annotated[list[str] | None, typer.Option(
+        help="Allow this browser origin (repeatable); CORS is off without it.")] = None,
+    no_web: Annotated[bool, typer.Option("--no-web", help="API only, no web app at '/'.")]
+    = False,
+) -> None:
+    """Serve the REST API (/v1/predict, /v1/model, /docs) and the web app at '/'."""
+    import os
+
+    import uvicorn
+
+    from dermsight.serve.api import ServeSettings, create_app
+    from dermsight.serve.api.settings import ENV_VAR
+    from dermsight.serve.engine import Engine
+
+    try:
+        settings = ServeSettings(
+            model_dir=model, precision=precision, max_concurrency=concurrency, threads=threads,
+            max_upload_bytes=int(max_upload_mb * 1024 * 1024), cors_origins=cors_origin or [],
+            web=not no_web)
+        engine = Engine.load(settings.model_dir, precision=settings.precision,
+                             threads=settings.threads)  # fail fast on a bad model folder
+    except (DermsightError, ValueError) as exc:
+        _fail(exc)
+    typer.echo(f"serving {engine.model_dir} on http://{host}:{port} (docs: /docs)", err=True)
+    if workers <= 1:
+        uvicorn.run(create_app(engine, settings), host=host, port=port)
+    else:
+        os.environ[ENV_VAR] = settings.to_env()
+        uvicorn.run("dermsight.serve.api.app:create_app_from_env", factory=True, host=host,
+                    port=port, workers=workers)
+
+
+from dermsight.track.cli import app as _track_app  # noqa: E402 (sub-app: dermsight track …)
+
+app.add_typer(_track_app, name="track")
