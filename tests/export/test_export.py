@@ -128,3 +128,17 @@ def test_int8_only_folder(tiny_run, tmp_path):
 def test_export_of_a_missing_run_names_it(tmp_path):
     with pytest.raises(ConfigError, match="nope"):
         export_model(tmp_path / "nope", tmp_path / "out")
+
+
+def test_group_conditional_calibration_is_carried_into_model_json():
+    from dermsight.export.model import _conformal_from_run
+
+    cal = {"conformal": {"method": "lac", "mode": "group", "alpha": 0.1, "target": 0.9,
+                         "qhat": 0.8, "group_by": "tone_bucket",
+                         "thresholds": {"dark": 0.9, "light": 0.7}}}
+    out = _conformal_from_run(cal)
+    assert out["mode"] == "group" and out["group_by"] == "tone_bucket"
+    assert out["threshold"] == 0.8 and out["group_thresholds"] == {"dark": 0.9, "light": 0.7}
+    # a grouping the engine cannot measure on a photo is not exported
+    cal["conformal"]["group_by"] = "sex"
+    assert _conformal_from_run(cal) is None

@@ -221,3 +221,21 @@ def test_conformal_sets_follow_lac_and_aps(engine):
     assert np.flatnonzero(e.conformal_sets(probs)[0]).tolist() == [0]
     e.conformal = {}
     assert e.conformal_sets(probs)[0].sum() == 1
+
+
+def test_group_conditional_sets_use_each_photos_tone(engine):
+    import copy
+
+    c = len(engine.classes)
+    p = np.full(c, 0.05 / (c - 3)) if c > 3 else np.zeros(c)
+    p[:3] = [0.6, 0.25, 0.1] if c > 3 else [0.6, 0.3, 0.1]
+    probs = np.repeat((p / p.sum())[None, :], 3, axis=0)
+    e = copy.copy(engine)
+    e.conformal = {"method": "lac", "mode": "group", "group_by": "tone_bucket",
+                   "threshold": 0.8, "group_thresholds": {"dark": 0.95, "light": 0.5}}
+    tones = [{"bucket": "dark"}, {"bucket": "light"}, {"bucket": None}]
+    sets = e.conformal_sets(probs, tones)
+    assert np.flatnonzero(sets[0]).tolist() == [0, 1, 2]   # dark: keep p >= 0.05
+    assert np.flatnonzero(sets[1]).tolist() == [0]         # light: keep p >= 0.5
+    assert np.flatnonzero(sets[2]).tolist() == [0, 1]      # unknown tone: the marginal 0.8
+    np.testing.assert_array_equal(e.conformal_sets(probs), sets[[2, 2, 2]])

@@ -171,9 +171,20 @@ def _conformal_from_run(calibration: dict) -> dict | None:
     per_class = conf.get("thresholds")
     if out["mode"] == "class" and isinstance(per_class, dict):
         out["thresholds"] = {str(k): float(v) for k, v in per_class.items()}
+    elif out["mode"] == "group":
+        # one threshold per skin-tone group, chosen per photo from the tone the engine measures;
+        # `threshold` (the marginal one) serves photos whose tone cannot be measured
+        if conf.get("group_by") not in GROUP_BY or not isinstance(per_class, dict):
+            return None
+        out["group_by"] = conf["group_by"]
+        out["group_thresholds"] = {str(k): float(v) for k, v in per_class.items()}
     if out["method"] not in ("lac", "aps"):
         return None
     return out
+
+
+# skin-tone groupings the serving engine can measure on a photo (Prediction.skin_tone keys)
+GROUP_BY = {"tone_bucket": "bucket", "ita_category": "category"}
 
 
 def conformal_sets(probs: np.ndarray, conformal: dict) -> np.ndarray:
@@ -268,7 +279,7 @@ def export_model(run: str | Path, out: str | Path, *, int8: bool = True,
             if conformal is None:
                 conformal = _fit_conformal(_softmax(fp32, temperature), val["label"],
                                            CONFORMAL_ALPHA)
-            if conformal.get("threshold") is not None:
+            if conformal.get("threshold") is not None and conformal.get("mode") != "group":
                 sets = conformal_sets(_softmax(fp32, temperature), conformal)
                 conformal["exported_val_coverage"] = float(
                     sets[np.arange(len(sets)), val["label"]].mean())

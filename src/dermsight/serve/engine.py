@@ -349,22 +349,23 @@ class Engine:
             wanted += ["feature_map", "class_gradients"]
         raw = self.run(images, [c[0] for c in cleaned], wanted)
         probs = softmax(raw["diagnosis_logits"].astype(np.float64) / self.temperature)
-        sets = self.conformal_sets(probs)
+        p_poor = (1.0 / (1.0 + np.exp(-raw["lighting_logit"].astype(np.float64)))
+                  if "lighting_logit" in raw else [None] * len(images))
+        photos = [self._photo(rgb, p) for rgb, p in zip(images, p_poor)]
+        sets = self.conformal_sets(probs, [tone for _, tone, _ in photos])
         cams = None
         if cam:
             maps = grad_cam_maps(raw["feature_map"], raw["class_gradients"], probs.argmax(1),
                                  self.preprocess.input_size)
             cams = [self.cam_to_image(m, rgb.shape[:2]) for m, rgb in zip(maps, images)]
-        p_poor = (1.0 / (1.0 + np.exp(-raw["lighting_logit"].astype(np.float64)))
-                  if "lighting_logit" in raw else [None] * len(images))
         k = min(top_k, len(self.classes))
         coverage = self.conformal.get("coverage")
         out = []
-        for i, rgb in enumerate(images):
+        for i in range(len(images)):
             order = np.argsort(-probs[i], kind="stable")[:k]
             ranked = np.argsort(-probs[i], kind="stable")  # the set, most probable first
             members = [self.classes[j] for j in ranked if sets[i, j]]
-            lighting, tone, notes = self._photo(rgb, p_poor[i])
+            lighting, tone, notes = photos[i]
             out.append(Prediction(
                 probabilities={c: float(p) for c, p in zip(self.classes, probs[i])},
                 top_k=[(self.classes[j], float(probs[i, j])) for j in order],
@@ -379,11 +380,14 @@ class Engine:
         return out
 
     # ---- conformal sets ---------------------------------------------------------------------
-    def conformal_sets(self, probs: np.ndarray) -> np.ndarray:
+    def conformal_sets(self, probs: np.ndarray,
+                       tones: Sequence[Mapping] | None = None) -> np.ndarray:
         """Bool (n, C) prediction sets from calibrated ``probs`` with model.json's conformal
         settings (LAC: 1 − p ≤ q; APS: cumulative probability up to the class ≤ q; per-class
-        thresholds in "class" mode). Without settings: the top class only. The top class is
-        always in the set."""
+        thresholds in "class" mode; in "group" mode one threshold per skin-tone group, picked
+        from each photo's measured tone in ``tones`` (``Prediction.skin_tone`` dicts), the
+        marginal threshold where the tone is unknown). Without settings: the top class only.
+        The top class is always in the set."""
         n, c = probs.shape
         sets = np.zeros((n, c), bool)
         conf = self.conformal
@@ -394,6 +398,13 @@ class Engine:
             for key, value in per_class.items():
                 j = self.classes.index(key) if key in self.classes else int(key)
                 thr[:, j] = float(value)
+            if conf.get("mode") == "group" and tones is not None:
+                key = {"tone_bucket": "bucket", "ita_category": "category"}[conf["group_by"]]
+                by_group = conf.get("group_thresholds") or {}
+                for i, tone in enumerate(tones):
+                    value = by_group.get(str((tone or {}).get(key)))
+                    if value is not None:
+                        thr[i, :] = float(value)
             if conf.get("method", "lac") == "aps":
                 order = np.argsort(-probs, axis=1, kind="stable")
                 cum = np.cumsum(np.take_along_axis(probs, order, axis=1), axis=1)
