@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup quickstart test test-fast lint bench clean
+.PHONY: setup quickstart demo-train test test-fast lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -13,8 +13,13 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[train,export,serve,dev]"
 	touch $@
 
-## the main job on the embedded default (synthetic data, no download): prepare + train
+## the main job on the embedded default (the committed HAM10000 model, no download):
+## the web app and REST API at http://127.0.0.1:8000 (Ctrl-C stops it)
 quickstart: setup
+	$(BIN)/dermsight serve
+
+## prepare + train on the synthetic default dataset (no data, no download; about a minute)
+demo-train: setup
 	$(BIN)/dermsight train --config configs/quickstart.yaml
 
 ## the whole test suite (tests needing ../shared/data skip when it is absent)

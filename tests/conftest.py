@@ -58,6 +58,12 @@ TINY_TRAIN = [
 
 
 @pytest.fixture(scope="session")
+def tiny_train() -> list[str]:
+    """The ``key=value`` overrides ``tiny_run`` was trained with (data roots excepted)."""
+    return list(TINY_TRAIN)
+
+
+@pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """A trained run folder (synthetic data, 64 px, untrained backbone), shared by the session.
 

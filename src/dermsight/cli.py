@@ -335,6 +335,9 @@ def serve(
         help="Allow this browser origin (repeatable); CORS is off without it.")] = None,
     no_web: Annotated[bool, typer.Option("--no-web", help="API only, no web app at '/'.")]
     = False,
+    track_db: Annotated[str | None, typer.Option(
+        "--track-db", help="Also serve photo tracking (/v1/track, /track pages) on this "
+        "database URL, e.g. sqlite:///runs/track/track.db or postgresql+psycopg://…")] = None,
 ) -> None:
     """Serve the REST API (/v1/predict, /v1/model, /docs) and the web app at '/'."""
     import os
@@ -349,7 +352,7 @@ def serve(
         settings = ServeSettings(
             model_dir=model, precision=precision, max_concurrency=concurrency, threads=threads,
             max_upload_bytes=int(max_upload_mb * 1024 * 1024), cors_origins=cors_origin or [],
-            web=not no_web)
+            web=not no_web, track_database_url=track_db)
         engine = Engine.load(settings.model_dir, precision=settings.precision,
                              threads=settings.threads)  # fail fast on a bad model folder
     except (DermsightError, ValueError) as exc:

@@ -12,7 +12,6 @@ from dermsight.config import load_config
 from dermsight.errors import ConfigError
 from dermsight.train.checkpoint import load_run
 from dermsight.train.run import run_training
-from tests.conftest import TINY_TRAIN
 
 
 def _predict(run, image, meta):
@@ -55,9 +54,9 @@ def test_missing_checkpoint_is_named(tiny_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_init_from_starts_where_the_run_ended(tiny_run):
+def test_init_from_starts_where_the_run_ended(tiny_run, tiny_train):
     base = tiny_run.parent.parent
-    common = [*TINY_TRAIN, f"data.root={base / 'synthetic'}", f"data.prepared={base / 'prepared'}",
+    common = [*tiny_train, f"data.root={base / 'synthetic'}", f"data.prepared={base / 'prepared'}",
               f"train.output_dir={base / 'experiments'}"]
     cfg = load_config(None, [*common, "train.run_name=continued", f"train.init_from={tiny_run}",
                              "train.phases=[{name: A, train: [heads], epochs: 1, lr: 1e-9}]"])
