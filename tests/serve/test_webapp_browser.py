@@ -93,7 +93,8 @@ def photo(path: Path, *, dark: bool = False, size: int = 160) -> Path:
 
 def analyse(page, url: str, image: Path) -> None:
     page.goto(url)
-    page.wait_for_function("document.getElementById('model-line').textContent.includes('classes')")
+    # locator waits, not wait_for_function: the app's CSP forbids the eval that would need
+    page.locator("#model-line", has_text="classes").wait_for()
     page.get_by_label("Choose a photo").set_input_files(str(image))
     page.get_by_role("button", name="Analyse photo").click()
     page.locator("#results").wait_for(state="visible", timeout=30_000)
@@ -174,13 +175,11 @@ def test_a_bad_file_shows_the_error_and_the_app_recovers(server_url, tmp_path):
     bad.write_bytes(b"\xff\xd8\xff\xe0 definitely not a whole jpeg")
     with browser_page() as page:
         page.goto(url)
-        page.wait_for_function(
-            "document.getElementById('model-line').textContent.includes('classes')")
+        page.locator("#model-line", has_text="classes").wait_for()
         page.get_by_label("Choose a photo").set_input_files(str(bad))
         page.get_by_role("button", name="Analyse photo").click()
         status = page.locator("#status")
-        page.wait_for_function(
-            "document.getElementById('status').classList.contains('error')")
+        page.locator("#status.error").wait_for()
         assert "Could not analyse" in status.inner_text()
         page.get_by_label("Choose a photo").set_input_files(str(photo(tmp_path / "ok.png")))
         page.get_by_role("button", name="Analyse photo").click()
