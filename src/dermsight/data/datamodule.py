@@ -47,8 +47,15 @@ def _as_encoder(metadata) -> MetadataEncoder | None:
     return MetadataEncoder.for_fields(list(metadata))
 
 
-def _worker_init(_: int) -> None:
-    cv2.setNumThreads(1)  # one OpenCV thread per worker: no oversubscription
+def _single_threaded_opencv() -> None:
+    """One OpenCV thread per process, set in the PARENT before the workers fork.
+
+    Workers then inherit a process without an OpenCV thread pool. Calling
+    ``cv2.setNumThreads`` inside a forked worker instead can hang for good in OpenCV 4.x: it
+    destroys the pool's condition variables, on which the parent's (now absent) pool threads
+    were waiting at fork time.
+    """
+    cv2.setNumThreads(1)
 
 
 class ManifestDataModule(L.LightningDataModule):
@@ -212,11 +219,12 @@ class ManifestDataModule(L.LightningDataModule):
 
     def _loader(self, dataset: ManifestDataset, sampler=None, *,
                 batch_size: int | None = None) -> DataLoader:
+        if self.num_workers > 0:
+            _single_threaded_opencv()
         return DataLoader(dataset, batch_size=batch_size or self.eval_batch_size,
                           sampler=sampler, shuffle=False,
                           num_workers=self.num_workers, pin_memory=self.pin_memory,
-                          persistent_workers=self.num_workers > 0,
-                          worker_init_fn=_worker_init if self.num_workers > 0 else None)
+                          persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self, shuffle: bool = True) -> DataLoader:
         """Training batches (``batch_size``), augmented. ``shuffle=False``: every row once, in
