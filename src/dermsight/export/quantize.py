@@ -69,6 +69,14 @@ def sensitive_convs(model, keep: Sequence[str] = KEEP_FP32) -> list[str]:
     if "stem" in keep:
         first = [n for n in convs if set(n.input) & inputs]
         fed = {o for n in first for o in n.output}
+        # TF-"same" padding (tf_ backbones) puts a Pad between a tensor and its conv: look
+        # through it, so the stem is still found behind the colour layer
+        for n in model.graph.node:
+            if n.op_type == "Pad" and set(n.input) & (fed | inputs):
+                fed |= set(n.output)
+        first += [n for n in convs if set(n.input) & fed and n not in first
+                  and any(p.op_type == "Pad" and set(p.output) & set(n.input)
+                          and set(p.input) & inputs for p in model.graph.node)]
         names += [n.name for n in first] + [n.name for n in convs if set(n.input) & fed]
     if "head" in keep and convs:
         names.append(convs[-1].name)
