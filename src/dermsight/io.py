@@ -7,6 +7,7 @@ Outputs are written atomically: to a temporary name in the same folder, then ren
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import shutil
@@ -169,3 +170,12 @@ def staging_dir(out: str | Path, *, last: str | None = None) -> Iterator[Path]:
                 os.replace(entry, dest)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a local file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from dermsight.cli import app
 from dermsight.errors import ConfigError
 from dermsight.export import export_model
-from dermsight.export.model import sha256
+from dermsight.io import sha256_file as sha256
 from dermsight.train.checkpoint import load_run
 
 pytestmark = pytest.mark.slow

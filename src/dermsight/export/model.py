@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -17,7 +16,7 @@ import numpy as np
 from dermsight import __version__
 from dermsight.errors import ConfigError, DataError
 from dermsight.export.graph import DEFAULT_OPSET, export_onnx
-from dermsight.io import atomic_write_text, staging_dir
+from dermsight.io import atomic_write_text, sha256_file, staging_dir
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +42,6 @@ class ExportResult:
     out: Path
     info: dict
     files: dict[str, Path]
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---- data -------------------------------------------------------------------------------------
@@ -300,7 +291,7 @@ def export_model(run: str | Path, out: str | Path, *, int8: bool = True,
                 parity["int8_accuracy"] = float((q.argmax(1) == val["label"]).mean())
         for entry in files.values():
             path = stage / entry["path"]
-            entry.update(sha256=sha256(path), bytes=path.stat().st_size, included=True)
+            entry.update(sha256=sha256_file(path), bytes=path.stat().st_size, included=True)
         if not keep_fp32:
             if not int8:
                 raise ConfigError("keep_fp32=False needs int8=True: the folder would hold no "

@@ -21,7 +21,6 @@ and out-of-range numbers raise :class:`~dermsight.errors.DataError` naming the f
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -38,6 +37,7 @@ from dermsight.data.preprocess import Preprocess
 from dermsight.errors import ConfigError, DataError
 from dermsight.features.quality import TIPS, QualityThresholds, failed_checks
 from dermsight.features.skintone import compute_skin_tone
+from dermsight.io import sha256_file
 from dermsight.prepare.measure import downscale
 
 __all__ = ["DEFAULT_MODEL_DIR", "Engine", "Prediction", "default_model_dir", "grad_cam_maps"]
@@ -142,14 +142,6 @@ def grad_cam_maps(feature_map: np.ndarray, class_gradients: np.ndarray, targets:
     return out
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class Engine:
     """A loaded model folder. Build with :meth:`Engine.load`; thread-safe for ``predict``."""
 
@@ -218,7 +210,7 @@ class Engine:
             raise ConfigError(f"{folder} has no {precision} model "
                               f"({(entry or {}).get('path', 'not listed in model.json')})")
         path = folder / entry["path"]
-        if verify and entry.get("sha256") and _sha256(path) != entry["sha256"]:
+        if verify and entry.get("sha256") and sha256_file(path) != entry["sha256"]:
             raise ConfigError(f"{path} does not match the sha256 in {meta_path}: the file is "
                               "corrupt or was replaced; export the model again")
         options = ort.SessionOptions()
