@@ -120,7 +120,9 @@ def _folder_dataset(tiny_run, root, *, extra_class=True):
 
 
 @pytest.mark.slow
-def test_cli_on_a_folder_prepare_never_saw(run_copy, tiny_run, tmp_path):
+def test_cli_on_a_folder_prepare_never_saw(run_copy, evaluated, tiny_run, tmp_path):
+    # `evaluated` writes run_copy/eval-synthetic-test, compared below: ask for it rather than
+    # rely on another test having run first in this worker
     root, n_images = _folder_dataset(tiny_run, tmp_path / "folder")
     out = tmp_path / "out"
     res = CliRunner().invoke(app, [

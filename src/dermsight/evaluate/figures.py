@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dermsight.train.figures import draw_confusion
+
 
 def _plt():
     import matplotlib
@@ -37,17 +39,7 @@ def confusion_figure(report: dict, classes: list[str], folder: Path, written: li
     norm = np.asarray(report["metrics"]["confusion_normalized"], float)
     size = max(5.0, 0.45 * len(classes) + 3)
     fig, ax = plt.subplots(figsize=(size, size * 0.85))
-    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(classes)), classes, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(len(classes)), classes, fontsize=8)
-    if len(classes) <= 12:
-        for i in range(len(classes)):
-            for j in range(len(classes)):
-                if cm[i, j]:
-                    ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=7,
-                            color="white" if norm[i, j] > 0.5 else "black")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    im = draw_confusion(ax, cm, norm, classes, annotate=len(classes) <= 12)
     ax.set_title("Confusion matrix (row-normalised; numbers are counts)")
     fig.colorbar(im, ax=ax, fraction=0.046)
     _save(fig, folder, "confusion.png", written)

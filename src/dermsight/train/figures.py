@@ -41,19 +41,28 @@ def write_training_figures(history: pd.DataFrame, report: dict, folder: Path, *,
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     size = max(4, 0.55 * len(classes) + 2)
     fig, ax = plt.subplots(figsize=(size, size))
-    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(classes)), classes, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(len(classes)), classes, fontsize=8)
-    for i in range(len(classes)):
-        for j in range(len(classes)):
-            if cm[i, j]:
-                ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=7,
-                        color="white" if norm[i, j] > 0.5 else "black")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    draw_confusion(ax, cm, norm, classes)
     ax.set_title("Validation confusion (row-normalised colour, counts)")
     fig.tight_layout()
     fig.savefig(folder / "confusion_matrix.png", dpi=110)
     plt.close(fig)
     written.append("confusion_matrix.png")
     return written
+
+
+def draw_confusion(ax, cm: np.ndarray, norm: np.ndarray, classes: list[str], *,
+                   annotate: bool = True):
+    """Row-normalised colours ``norm``, counts ``cm`` written in the cells (``annotate``),
+    classes on both axes; returns the image (for a colour bar)."""
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(classes)), classes, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(classes)), classes, fontsize=8)
+    if annotate:
+        for i in range(len(classes)):
+            for j in range(len(classes)):
+                if cm[i, j]:
+                    ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=7,
+                            color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    return im
