@@ -1,6 +1,6 @@
 """Single-image latency on CPU: ONNX int8 vs ONNX fp32 vs PyTorch eager, side by side.
 
-    python benchmarks/latency.py --model /tmp/hamexp --run experiments/ham10000 \
+    python benchmarks/latency.py --model runs/hamexp --run experiments/ham10000 \
         [--threads 2] [--runs 200] [--warmup 20] [--out latency.json]
 
 The model folder needs both ``model.onnx`` and ``model.int8.onnx`` (``dermsight export``

@@ -1,7 +1,7 @@
 """Trend model vs the severity baseline on held-out synthetic progressions (seeded).
 
     python benchmarks/trend.py                       # defaults below, ≤ 15 min on 2 cores
-    python benchmarks/trend.py --ham-lesions 200 --fitz-per-group 40 --out /tmp/trend  # quick
+    python benchmarks/trend.py --ham-lesions 200 --fitz-per-group 40 --out runs/trend-quick  # quick
 
 1. Progressions (:mod:`dermsight.track.progressions`) from HAM10000 (one image per lesion, its
    mask) and Fitzpatrick17k (types 1–6, a centred ellipse as the lesion region); lesions /

@@ -4,7 +4,7 @@
 #   export DERMSIGHT_TEST_POSTGRES_URL="$(scripts/ci_postgres.sh)"
 #
 # Installs Debian's `postgresql` package when no server binaries are present (needs root or
-# sudo), creates a cluster in $DERMSIGHT_PG_DIR (default /tmp/dermsight-pg) listening on
+# sudo), creates a cluster in $DERMSIGHT_PG_DIR (default $TMPDIR/dermsight-pg) listening on
 # 127.0.0.1:$DERMSIGHT_PG_PORT (default 54329) only, a login role `dermsight` (CREATEDB: the
 # tests create one database per test) and a database `dermsight`. Re-running it while the
 # server is up just prints the URL. Stop it with: scripts/ci_postgres.sh stop
@@ -12,7 +12,7 @@
 set -euo pipefail
 
 PORT="${DERMSIGHT_PG_PORT:-54329}"
-DIR="${DERMSIGHT_PG_DIR:-/tmp/dermsight-pg}"
+DIR="${DERMSIGHT_PG_DIR:-${TMPDIR:-/tmp}/dermsight-pg}"
 URL="postgresql+psycopg://dermsight:dermsight@127.0.0.1:${PORT}/dermsight"
 
 find_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
