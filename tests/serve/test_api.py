@@ -9,14 +9,13 @@ import json
 import logging
 import select
 import socket
-import threading
-import time
 
 import numpy as np
 import pytest
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
 from PIL import Image
+from servehelpers import live_server
 
 from dermsight import DISCLAIMER
 from dermsight.serve.api import ServeSettings, create_app
@@ -308,33 +307,6 @@ def test_bad_requests_get_a_clear_4xx_and_the_server_keeps_serving(client, engin
         assert error["message"], name
         ok = post(client, jpeg())  # the server still answers a valid request
         assert ok.status_code == 200, (name, ok.text)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def live_server(app):
-    """Run ``app`` with uvicorn on a free loopback port in a thread; yield its base URL."""
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def test_a_1gb_chunked_upload_is_cut_off_at_the_limit(engine):
