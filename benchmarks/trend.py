@@ -44,9 +44,10 @@ from dermsight.track.lesion import measure_lesion  # noqa: E402
 
 
 def make_embedder(kind: str, engine_model: str | None, checkpoint: Path):
-    """(embed(list of RGB) -> [N, F] float32, description)."""
+    """(embed(list of RGB) -> [N, F] float32, description, model_id of the serving model or
+    None): serving uses the trend model only on photos embedded by that same model."""
     if kind == "none":
-        return (lambda images: np.zeros((len(images), 1), np.float32)), "none (ablation)"
+        return (lambda images: np.zeros((len(images), 1), np.float32)), "none (ablation)", None
     if kind in ("engine", "auto"):
         try:
             from dermsight.serve.engine import Engine
@@ -57,7 +58,8 @@ def make_embedder(kind: str, engine_model: str | None, checkpoint: Path):
                 preds = engine.predict(images, top_k=1)
                 return np.stack([np.asarray(p.embedding, dtype=np.float32) for p in preds])
 
-            return embed_engine, f"onnx engine ({engine_model or 'default model'})"
+            return (embed_engine, f"onnx engine ({engine_model or 'default model'})",
+                    engine.model_id)
         except Exception as exc:  # engine not built yet, or no exported model
             if kind == "engine":
                 raise
@@ -73,7 +75,7 @@ def make_embedder(kind: str, engine_model: str | None, checkpoint: Path):
         with torch.no_grad():
             return run.model.forward_features(x).numpy().astype(np.float32)
 
-    return embed_ckpt, f"checkpoint {checkpoint} (forward_features)"
+    return embed_ckpt, f"checkpoint {checkpoint} (forward_features)", None
 
 
 def featurise(progs, embed, batch: int = 32):
@@ -177,7 +179,8 @@ def main(argv=None) -> int:
         print(f"{len(train)} train / {len(evals)} eval progressions, {n_img} photos "
               f"({timings['generate_s']:.0f} s)")
         t1 = time.time()
-        embed, embed_desc = make_embedder(args.embed, args.engine_model, Path(args.checkpoint))
+        embed, embed_desc, embed_model = make_embedder(args.embed, args.engine_model,
+                                                       Path(args.checkpoint))
         f_train = featurise(train, embed)
         f_eval = featurise(evals, embed)
         timings["embed_measure_s"] = time.time() - t1
@@ -188,10 +191,12 @@ def main(argv=None) -> int:
         cache.parent.mkdir(parents=True, exist_ok=True)
         with open(cache, "wb") as fh:
             pickle.dump({"key": key, "train": train, "evals": evals, "f_train": f_train,
-                         "f_eval": f_eval, "embed_desc": embed_desc}, fh)
+                         "f_eval": f_eval, "embed_desc": embed_desc,
+                         "embed_model": embed_model}, fh)
     else:
         train, evals = cached["train"], cached["evals"]
         f_train, f_eval, embed_desc = cached["f_train"], cached["f_eval"], cached["embed_desc"]
+        embed_model = cached.get("embed_model")
         print(f"reusing {cache}: {len(train)} train / {len(evals)} eval progressions")
     emb_dim = int(f_train[0][0].shape[1])
 
@@ -209,7 +214,8 @@ def main(argv=None) -> int:
     base = T.SeverityBaseline().fit(np.array([T.SeverityBaseline.score(les)
                                               for _, les in f_train]), y_tr)
     meta = {"classes": list(T.CLASSES), "embedding_dim": emb_dim,
-            "embedding_source": embed_desc, "feature_version": 1,
+            "embedding_source": embed_desc, "embedding_model": embed_model,
+            "feature_version": 1,
             "embedding_components": args.emb_components,
             "baseline": {"low": base.low, "high": base.high},
             "trained_on": f"{len(train)} synthetic progressions (seed {args.seed})"}

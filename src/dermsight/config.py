@@ -137,6 +137,12 @@ class LossConfig(_Strict):
     label_smoothing: float = Field(0.05, ge=0, lt=1)
     class_weights: bool = Field(True, description="inverse-frequency class weights")
     class_weight_cap: float = Field(10.0, gt=0)
+    class_weight_power: float = Field(
+        1.0, ge=0, le=1, description="weights = frequency^-power: 1 inverse frequency (balanced "
+        "accuracy), 0 plain cross-entropy (accuracy), 0.5 between")
+    diagnosis_on_degraded: bool = Field(
+        True, description="false: photos degraded on the fly past the poor-lighting severity "
+        "teach only the lighting head, not the diagnosis")
 
 
 TrainGroup = Literal["heads", "color", "backbone_top", "backbone_rest"]
@@ -187,7 +193,10 @@ class TrainConfig(_Strict):
     devices: int | str = "auto"
     num_nodes: int = Field(1, ge=1)
     strategy: str = Field("auto", description="e.g. ddp for torchrun / SLURM")
-    precision: str = "32-true"
+    precision: str = Field("32-true", description="Lightning precision; 'bf16-mixed' is about "
+                           "1.4x faster on CPUs with AVX512-BF16 or AMX, much slower without")
+    channels_last: bool = Field(True, description="NHWC memory layout for conv nets (about 2x "
+                                "faster training on CPU)")
     deterministic: bool = True
     limit_train_batches: int | float | None = Field(None, description="for smoke runs")
     progress_bar: bool = True

@@ -24,7 +24,8 @@ def test_item_shapes_and_dtypes(manifest, classes):
     ds = ManifestDataset(manifest, classes, PRE, encoder=enc)
     assert len(ds) == len(manifest)
     item = ds[3]
-    assert set(item) == {"image", "meta", "target", "label", "lighting", "index"}
+    assert set(item) == {"image", "meta", "target", "label", "lighting", "degraded", "index"}
+    assert item["degraded"].item() == 0.0  # no on-the-fly degradation asked for
     assert item["image"].shape == (3, 16, 16) and item["image"].dtype == torch.float32
     assert item["meta"].shape == (enc.dim_,) and item["meta"].dtype == torch.float32
     assert item["target"].shape == (3,) and item["target"].dtype == torch.float32
@@ -73,7 +74,11 @@ def test_lighting_target_from_degradation(manifest, classes):
     always = ManifestDataset(manifest, classes, PRE, lighting_degrade_p=1.0, seed=1)
     clean = ManifestDataset(manifest, classes, PRE)
     lighting = np.array([always[i]["lighting"].item() for i in range(len(always))])
+    degraded = np.array([always[i]["degraded"].item() for i in range(len(always))])
     base = np.array([clean[i]["lighting"].item() for i in range(len(clean))])
+    # 'degraded' marks exactly the items made poor on the fly (prepare's own 1s are not marked)
+    assert set(np.unique(degraded)) <= {0.0, 1.0} and (lighting[degraded == 1] == 1).all()
+    assert (degraded[base == 0] == lighting[base == 0]).all() and degraded.sum() >= 3
     # every degraded item is poor (1) when severe, else keeps prepare's target
     assert ((lighting == 1) | (lighting == base) | (np.isnan(lighting) & np.isnan(base))).all()
     assert (lighting[base == 0] == 1).sum() >= 3  # severity is uniform in [0.3, 1]: most >= 0.5

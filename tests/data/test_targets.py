@@ -48,6 +48,15 @@ def test_class_weights_inverse_frequency_mean_one_capped():
     assert np.isclose(capped[1], 1.5)
 
 
+def test_class_weight_power_interpolates_to_plain_cross_entropy():
+    frame = pd.DataFrame({"label": ["a"] * 8 + ["b"] * 2})
+    assert np.allclose(class_weights(frame, CLASSES, power=0.0), 1.0)
+    half = class_weights(frame, CLASSES, power=0.5)
+    assert np.isclose(half[1] / half[0], 2.0) and np.isclose(half[:2].mean(), 1)
+    with pytest.raises(ValueError, match="power"):
+        class_weights(frame, CLASSES, power=-1)
+
+
 def test_balanced_weights_equalise_groups_with_cap():
     frame = pd.DataFrame({"label": ["a"] * 6 + ["b"] * 2,
                           "tone_bucket": ["light"] * 5 + [None] + ["dark"] * 2})

@@ -142,3 +142,36 @@ def test_group_conditional_calibration_is_carried_into_model_json():
     # a grouping the engine cannot measure on a photo is not exported
     cal["conformal"]["group_by"] = "sex"
     assert _conformal_from_run(cal) is None
+
+
+def test_model_card_reports_tone_figures_from_the_evaluation(tiny_model, tmp_path):
+    from dermsight.export.card import render_card
+    from dermsight.export.model import skin_tone_groups
+
+    row = {"n": 58, "small": False, "accuracy": 0.655, "accuracy_ci95": [0.53, 0.78],
+           "f1_macro": 0.649, "f1_macro_ci95": [0.50, 0.80], "auroc_macro": 0.89}
+    fairness = {"sex": {"groups": {"male": row, "female": row}},
+                "tone_bucket": {"groups": {"dark": row, "light": {**row, "n": 12, "small": True,
+                                                                  "accuracy": 0.9}},
+                                "gap_metric": "accuracy", "max_gap": 0.245,
+                                "max_gap_groups": ["light", "dark"],
+                                "max_gap_ci95": [0.07, 0.35], "n_resamples": 1000, "min_n": 30}}
+    assert skin_tone_groups(tmp_path) is None  # no groups.json, no evaluation
+    (tmp_path / "eval-ham10000-val").mkdir()
+    (tmp_path / "eval-ham10000-val" / "report.json").write_text(
+        json.dumps({"split": "val", "fairness": fairness}))
+    groups = skin_tone_groups(tmp_path)
+    assert groups["attribute"] == "tone_bucket" and groups["max_gap"] == 0.245
+    assert groups["source"] == "eval-ham10000-val/report.json"
+
+    info = json.loads((tiny_model / "model.json").read_text())
+    info["skin_tone_groups"] = groups
+    info["conformal"] = {**(info.get("conformal") or {}), "method": "lac", "coverage": 0.9,
+                         "threshold": 0.8, "mode": "group", "group_by": "tone_bucket",
+                         "group_thresholds": {"dark": 0.93, "light": 0.71}}
+    card = render_card(info)
+    assert "Grouped by `tone_bucket`" in card and "| dark | 58 | 0.655 (0.530–0.780)" in card
+    assert "| light (*small*) | 12 |" in card
+    assert "between light and dark (95 % CI 0.070–0.350)" in card
+    assert "dark 0.930, light 0.710" in card
+    assert "performance on darker skin is unknown" not in card

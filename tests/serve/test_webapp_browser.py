@@ -11,40 +11,13 @@ Run as a script to make the README's screenshot of the app serving a real model:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from servehelpers import live_server
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-REPO = Path(__file__).resolve().parents[2]
-
-
-def artifacts_dir() -> Path:
-    path = Path(os.environ.get("DERMSIGHT_TEST_ARTIFACTS", REPO / "test-artifacts"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-@contextlib.contextmanager
-def browser_page(width: int = 1200, height: int = 900):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": width, "height": height})
-            yield page
-        finally:
-            browser.close()
+from servehelpers import CHROMIUM, artifacts_dir, browser_page, live_server
 
 
 def photo(path: Path, *, dark: bool = False, size: int = 160) -> Path:

@@ -16,7 +16,7 @@ def engine(tiny_model):
     return Engine.load(tiny_model)
 
 
-def _trend_model(tmp_path, emb_dim):
+def _trend_model(tmp_path, emb_dim, embedding_model, name="trend"):
     from dermsight.track import trend as T
 
     rng = np.random.default_rng(0)
@@ -28,8 +28,9 @@ def _trend_model(tmp_path, emb_dim):
                                         list(np.arange(n) * 7.0), emb_dim))
         ys.append(i % 3)
     net = T.train_trend(seqs, np.array(ys), epochs=3, hidden=8)
-    out = tmp_path / "trend"
+    out = tmp_path / name
     T.export_trend(net, out, {"classes": list(T.CLASSES), "embedding_dim": emb_dim,
+                              "embedding_model": embedding_model,
                               "baseline": {"low": -0.2, "high": 0.2}})
     return out
 
@@ -39,7 +40,9 @@ def test_serving_app_mounts_tracking_with_predictions_and_trend(engine, tmp_path
     from dermsight.serve.api import ServeSettings, create_app
 
     emb_dim = int(engine.predict([np.full((64, 64, 3), 128, np.uint8)])[0].embedding.size)
-    monkeypatch.setenv("DERMSIGHT_TREND_MODEL", str(_trend_model(tmp_path, emb_dim)))
+    assert engine.model_id and len(engine.model_id) == 64
+    monkeypatch.setenv("DERMSIGHT_TREND_MODEL",
+                       str(_trend_model(tmp_path, emb_dim, engine.model_id)))
     url = f"sqlite:///{tmp_path / 'db' / 'track.db'}"
     app = create_app(engine, ServeSettings(track_database_url=url, web=False))
     with TestClient(app) as client:
@@ -62,8 +65,18 @@ def test_serving_app_mounts_tracking_with_predictions_and_trend(engine, tmp_path
             probs = body["prediction"]["probabilities"]
             assert abs(sum(probs.values()) - 1) < 1e-3 and set(probs) == set(engine.classes)
         tr = client.get(f"/v1/track/series/{ser}/trend", headers=h).json()
-        if tr["n_used"] >= 2:
-            assert tr["trend"]["method"] == "trend_model"
-            assert abs(sum(tr["trend"]["probabilities"].values()) - 1) < 1e-4
+        assert tr["n_used"] >= 2
+        assert tr["trend"]["method"] == "trend_model"
+        assert abs(sum(tr["trend"]["probabilities"].values()) - 1) < 1e-4
         assert client.get(f"/track/series/{ser}").status_code == 200
         t.close()
+
+    # a trend model trained on another classifier's embeddings is not applied to these photos
+    other = Tracker(url, tmp_path / "db" / "images", migrate=False, reconcile=False,
+                    trend_dir=_trend_model(tmp_path, emb_dim, "0" * 64, name="other"))
+    try:
+        tr = other.trend(other.authenticate(tracker_key), ser)
+        assert tr["trend"]["method"] == "severity_baseline"
+        assert "another classifier" in tr["trend"]["note"]
+    finally:
+        other.close()

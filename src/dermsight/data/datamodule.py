@@ -213,9 +213,9 @@ class ManifestDataModule(L.LightningDataModule):
     def test_set(self) -> ManifestDataset:
         return self._dataset("test")
 
-    def class_weights(self, cap: float = 10.0) -> np.ndarray:
+    def class_weights(self, cap: float = 10.0, power: float = 1.0) -> np.ndarray:
         """Per-class loss weights from the TRAIN split, see :func:`~.targets.class_weights`."""
-        return class_weights(self._split("train"), self.classes, cap=cap)
+        return class_weights(self._split("train"), self.classes, cap=cap, power=power)
 
     def _loader(self, dataset: ManifestDataset, sampler=None, *,
                 batch_size: int | None = None) -> DataLoader:

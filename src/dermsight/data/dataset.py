@@ -63,7 +63,8 @@ class ManifestDataset(Dataset):
 
     Items (dict of tensors): ``image`` float32 (3, H, W); ``meta`` float32 (dim,) or (0,);
     ``target`` float32 (C,); ``label`` int64; ``lighting`` float32 scalar (1 = poor, 0 = ok,
-    NaN = unknown); ``index`` int64 (row position in ``frame``).
+    NaN = unknown); ``degraded`` float32 scalar (1 when this item was degraded on the fly past
+    the poor-lighting severity); ``index`` int64 (row position in ``frame``).
 
     Lighting target: 1 when the item was degraded with severity >= 0.5; otherwise
     ``1 - lighting_ok`` from prepare (NaN when unknown or the column is absent).
@@ -152,10 +153,11 @@ class ManifestDataset(Dataset):
                 self.augment.set_random_seed(int(rng.integers(2**31 - 1)))
             rgb = self.augment(rgb)
         rgb = self.preprocess.resize_crop(rgb)
+        degraded = 0.0
         if self.lighting_degrade_p > 0:
             rgb, kind, severity = random_degradation(rgb, rng, p=self.lighting_degrade_p)
             if kind is not None and severity >= POOR_LIGHTING_SEVERITY:
-                lighting = 1.0
+                lighting = degraded = 1.0
         if self.meta_dropout > 0 and meta.size:
             mask = self.encoder.random_drop_mask(1, self.meta_dropout, rng)[0]
             meta = self.encoder.mask_fields(meta, mask)
@@ -165,6 +167,7 @@ class ManifestDataset(Dataset):
             "target": torch.from_numpy(self.targets[index].copy()),
             "label": torch.tensor(int(self.labels[index]), dtype=torch.int64),
             "lighting": torch.tensor(lighting, dtype=torch.float32),
+            "degraded": torch.tensor(degraded, dtype=torch.float32),
             "index": torch.tensor(index, dtype=torch.int64),
         }
 

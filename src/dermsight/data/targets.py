@@ -89,8 +89,14 @@ def target_matrix(frame: pd.DataFrame, classes: Sequence[str], *,
     return targets, labels
 
 
-def class_weights(frame: pd.DataFrame, classes: Sequence[str], cap: float = 10.0) -> np.ndarray:
-    """Per-class loss weights float32 ``(C,)``: inverse frequency, normalised to mean 1, capped.
+def class_weights(frame: pd.DataFrame, classes: Sequence[str], cap: float = 10.0,
+                  power: float = 1.0) -> np.ndarray:
+    """Per-class loss weights float32 ``(C,)``: inverse frequency to the power ``power``,
+    normalised to mean 1, capped.
+
+    ``power=1`` weighs every class equally in the loss (best for balanced accuracy),
+    ``power=0`` is plain cross-entropy (best for accuracy), ``0.5`` (inverse square root) sits
+    between them.
 
     Frequencies count soft targets fractionally (the sum of each class's target column). The
     mean-1 normalisation is over classes present in ``frame``; then weights above ``cap`` are set
@@ -99,12 +105,14 @@ def class_weights(frame: pd.DataFrame, classes: Sequence[str], cap: float = 10.0
     """
     if cap <= 0:
         raise ValueError(f"cap must be > 0, got {cap}")
+    if power < 0:
+        raise ValueError(f"power must be >= 0, got {power}")
     targets, _ = target_matrix(frame, classes)
     counts = targets.sum(0).astype(np.float64)
     present = counts > 0
     weights = np.ones(len(counts))
     if present.any():
-        inv = 1.0 / counts[present]
+        inv = counts[present] ** -float(power)
         weights[present] = np.minimum(inv / inv.mean(), cap)
     return weights.astype(np.float32)
 

@@ -98,8 +98,9 @@ def render(report: dict, figures: Path) -> str:
                  f"{cal['ece_before']:.4f} before → {cal['ece_after']:.4f} after.</p>")
     if cal.get("cross_fit"):
         cf = cal["cross_fit"]
-        parts.append(f"<p class='note'>Cross-fitted (2 folds, fit on one half, scored on the "
-                     f"other): ECE after {cf['ece_after']:.4f}.</p>")
+        parts.append(f"<p class='note'>Cross-fitted (fit on one half, scored on the other, "
+                     f"{cf.get('repeats', 1)} seeded splits): ECE after "
+                     f"{cf['ece_after']:.4f}.</p>")
     parts.append(_img(figures, "reliability.png", "reliability diagram"))
     for attr, groups in cal.get("by_group", {}).items():
         parts.append(f"<p>ECE by {html.escape(attr)}: " + ", ".join(
@@ -112,8 +113,17 @@ def render(report: dict, figures: Path) -> str:
                  f"mean set size {conf['mean_set_size']:.2f}.</p>")
     if conf.get("cross_fit"):
         cf = conf["cross_fit"]
-        parts.append(f"<p class='note'>Cross-fitted (2 folds): coverage {cf['coverage']:.3f}, "
-                     f"mean set size {cf['mean_set_size']:.2f}.</p>")
+        parts.append(f"<p class='note'>Cross-fitted ({cf.get('repeats', 1)} seeded 2-fold "
+                     f"splits): coverage {cf['coverage']:.3f}, mean set size "
+                     f"{cf['mean_set_size']:.2f}.</p>")
+        if cf.get("by_group"):
+            rows = [[html.escape(str(g)), v["n"], f"{_f(v['coverage'])} ± "
+                     f"{_f(v['coverage_sd'])}", _f(v["mean_set_size"], 2),
+                     _f(v["within_2_points"]) if v["n"] >= 50 else
+                     "<span class='small'>n&lt;50</span>"] for g, v in cf["by_group"].items()]
+            parts.append(f"<p><b>cross-fitted, by {html.escape(cf.get('group_by', 'group'))}"
+                         "</b></p>" + _table(["group", "n", "coverage (± sd over splits)",
+                                              "mean set size", "within ±2 points"], rows))
     for attr, table in conf["by_attribute"].items():
         rows = [[html.escape(str(g)), v["n"], _f(v["coverage"]), _f(v["mean_set_size"], 2),
                  _f(v["within_2_points"]) if v["n"] >= 50 else "<span class='small'>n&lt;50"

@@ -53,17 +53,24 @@ def render_card(info: dict) -> str:
     ]
     groups = info.get("skin_tone_groups")
     if groups and isinstance(groups.get("groups"), dict):
-        lines += ["## By skin tone", "",
-                  "| group | n | accuracy (95 % CI) | macro-F1 (95 % CI) |", "|---|---|---|---|"]
+        lines += ["## By skin tone", ""]
+        if groups.get("attribute"):
+            lines += [f"Grouped by `{groups['attribute']}`, {groups.get('split')} split "
+                      f"(`{groups.get('source')}`), 95 % CIs from "
+                      f"{groups.get('n_resamples')} bootstrap resamples; groups under "
+                      f"{groups.get('min_n')} images are marked *small*.", ""]
+        lines += ["| group | n | accuracy (95 % CI) | macro-F1 (95 % CI) |", "|---|---|---|---|"]
         for g, row in groups["groups"].items():
             ci_a = row.get("accuracy_ci95") or [None, None]
             ci_f = row.get("f1_macro_ci95") or [None, None]
-            lines.append(f"| {g} | {row.get('n')} | {_num(row.get('accuracy'))} "
+            small = " (*small*)" if row.get("small") else ""
+            lines.append(f"| {g}{small} | {row.get('n')} | {_num(row.get('accuracy'))} "
                          f"({_num(ci_a[0])}–{_num(ci_a[1])}) | {_num(row.get('f1_macro'))} "
                          f"({_num(ci_f[0])}–{_num(ci_f[1])}) |")
+        ci = groups.get("max_gap_ci95") or [None, None]
+        pair = " and ".join(str(g) for g in groups.get("max_gap_groups") or [])
         lines += ["", f"Largest {groups.get('gap_metric')} gap: {_num(groups.get('max_gap'))} "
-                  f"between {groups.get('max_gap_groups')} (95 % CI "
-                  f"{groups.get('max_gap_ci95')}).", ""]
+                  f"between {pair} (95 % CI {_num(ci[0])}–{_num(ci[1])}).", ""]
     else:
         lines += ["## By skin tone", "",
                   "No per-skin-tone figures for this run (its dataset has no skin-type labels, "
@@ -77,6 +84,12 @@ def render_card(info: dict) -> str:
         lines.append(f"- conformal sets: {conf.get('method', '').upper()}, target coverage "
                      f"{_pct(conf.get('coverage'))}, threshold {_num(conf.get('threshold'))} "
                      f"({conf.get('source')})")
+        if conf.get("mode") == "group" and conf.get("group_thresholds"):
+            lines.append(f"- thresholds per skin-tone group (`{conf.get('group_by')}`, chosen per "
+                         "photo from the tone measured on it; the marginal threshold serves "
+                         "photos whose tone cannot be measured): "
+                         + ", ".join(f"{g} {_num(t)}"
+                                     for g, t in conf["group_thresholds"].items()))
         if (conf.get("fitted_on") or {}).get("tta"):
             lines.append("- note: temperature and threshold were fitted on flip-TTA "
                          "probabilities; the exported model runs without TTA")

@@ -216,6 +216,42 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
+# attributes of an evaluation's fairness section the model card reports, most telling first
+TONE_ATTRIBUTES = ("fitzpatrick_group", "tone_bucket", "monk_group", "ita_category")
+_GROUP_KEYS = ("n", "small", "accuracy", "accuracy_ci95", "balanced_accuracy",
+               "balanced_accuracy_ci95", "f1_macro", "f1_macro_ci95", "auroc_macro", "ece")
+
+
+def skin_tone_groups(run_dir: Path) -> dict | None:
+    """Per-skin-tone validation figures for the model card.
+
+    The run's ``groups.json`` when present; otherwise the fairness section of the newest
+    ``dermsight evaluate`` report on the validation split (``<run>/eval-*-val/report.json``),
+    by the first of :data:`TONE_ATTRIBUTES` it has with at least two groups.
+    """
+    groups = _read_json(run_dir / "groups.json")
+    if groups:
+        return groups
+    reports = sorted(run_dir.glob("eval-*-val/report.json"), key=lambda p: p.stat().st_mtime)
+    for path in reversed(reports):
+        report = _read_json(path)
+        fairness = report.get("fairness") if isinstance(report.get("fairness"), dict) else {}
+        for attribute in TONE_ATTRIBUTES:
+            section = fairness.get(attribute)
+            if not isinstance(section, dict) or len(section.get("groups") or {}) < 2:
+                continue
+            return {
+                "attribute": attribute, "source": str(path.relative_to(run_dir)),
+                "split": report.get("split"), "n_resamples": section.get("n_resamples"),
+                "groups": {str(g): {k: row.get(k) for k in _GROUP_KEYS if k in row}
+                           for g, row in section["groups"].items()},
+                "gap_metric": section.get("gap_metric"), "max_gap": section.get("max_gap"),
+                "max_gap_groups": section.get("max_gap_groups"),
+                "max_gap_ci95": section.get("max_gap_ci95"), "min_n": section.get("min_n"),
+            }
+    return None
+
+
 # ---- export -----------------------------------------------------------------------------------
 def export_model(run: str | Path, out: str | Path, *, int8: bool = True,
                  opset: int = DEFAULT_OPSET, calibration_images: int = 200,
@@ -328,7 +364,7 @@ def _info(loaded, run_dir: Path, module, files: dict, parity: dict, quant: dict 
           conformal: dict | None, temperature: float, manifest, opset: int,
           started: float) -> dict:
     report = _read_json(run_dir / "report.json")
-    groups = _read_json(run_dir / "groups.json")
+    groups = skin_tone_groups(run_dir)
     created = datetime.now(UTC).replace(microsecond=0).isoformat()
     name = run_dir.name
     quality = None

@@ -229,6 +229,14 @@ class Engine:
             raise ConfigError(f"onnxruntime cannot load {path}: {exc}") from exc
         return cls(folder, info, session, precision)
 
+    @property
+    def model_id(self) -> str | None:
+        """Identity of the weights: the sha256 of the fp32 graph recorded in model.json (the same
+        for the fp32 and int8 files of one export). Embeddings of different models are not
+        comparable; the trend model checks this."""
+        fp32 = (self.info.get("files") or {}).get("fp32") or {}
+        return fp32.get("sha256") or self.info.get("version")
+
     # ---- metadata ---------------------------------------------------------------------------
     @property
     def metadata_fields(self) -> tuple[str, ...]:

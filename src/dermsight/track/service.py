@@ -379,6 +379,7 @@ class Tracker:
             pred = engine.predict([img], top_k=3)[0]
             d = pred.to_dict() if hasattr(pred, "to_dict") else dict(pred)
             d.pop("embedding", None)
+            d["model_id"] = getattr(engine, "model_id", None)  # whose embedding space this is
             fields["prediction_json"] = json.dumps(d, default=float)
             emb = getattr(pred, "embedding", None)
             if emb is not None:
@@ -433,6 +434,8 @@ class Tracker:
                            "probabilities": dict(zip(CLASSES, map(float, bp)))}
         model = self.trend_model
         dims = {p.embedding_dim for p in used}
+        ids = {(json.loads(p.prediction_json) if p.prediction_json else {}).get("model_id")
+               for p in used}
         if model is None:
             out["trend"] = {**out["baseline"], "note": self.trend_note}
         elif dims != {model.emb_dim}:
@@ -440,6 +443,11 @@ class Tracker:
                             "note": f"photos lack embeddings of size {model.emb_dim} "
                                     "(no inference engine, or a different model): "
                                     "the severity baseline is used"}
+        elif ids != {model.embedding_model}:
+            out["trend"] = {**out["baseline"],
+                            "note": "the photos were embedded by another classifier than the "
+                                    "one the trend model was trained on (model changed, or "
+                                    "trend model not retrained): the severity baseline is used"}
         else:
             emb = np.stack([np.frombuffer(p.embedding, dtype=np.float32) for p in used])
             out["trend"] = {**model.predict_series(emb, lesions, days), "method": "trend_model"}

@@ -163,6 +163,9 @@ class TrendModel:
         self.session = session
         self.meta = meta
         self.emb_dim = int(meta["embedding_dim"])
+        # model_id of the classifier whose embeddings it was trained on (None: unknown, so the
+        # trend model is used for no photo)
+        self.embedding_model = meta.get("embedding_model")
         self.classes = tuple(meta.get("classes", CLASSES))
         self.baseline = SeverityBaseline(**meta.get("baseline", {}))
 

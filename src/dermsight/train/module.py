@@ -18,19 +18,24 @@ from dermsight.config import LossConfig, PhaseConfig
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, *,
                        class_weights: torch.Tensor | None = None,
-                       label_smoothing: float = 0.0) -> torch.Tensor:
+                       label_smoothing: float = 0.0,
+                       sample_weight: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy against soft targets [B,C] (one-hot works too), optionally class-weighted.
 
     Class weights scale each sample by the weight of its target distribution
-    (``sum_c w_c · t_c``) and the loss is normalised by the sum of those sample weights.
+    (``sum_c w_c · t_c``), ``sample_weight`` [B] multiplies that (0 leaves a sample out), and the
+    loss is normalised by the sum of the sample weights (0 when they are all 0).
     """
     num_classes = logits.shape[1]
     if label_smoothing:
         target = target * (1 - label_smoothing) + label_smoothing / num_classes
-    per_sample = -(target * F.log_softmax(logits, dim=1)).sum(dim=1)
-    if class_weights is None:
+    per_sample = -(target * F.log_softmax(logits.float(), dim=1)).sum(dim=1)
+    if class_weights is None and sample_weight is None:
         return per_sample.mean()
-    w = (target * class_weights[None, :]).sum(dim=1)
+    w = (target * class_weights[None, :]).sum(dim=1) if class_weights is not None \
+        else torch.ones_like(per_sample)
+    if sample_weight is not None:
+        w = w * sample_weight
     return (w * per_sample).sum() / w.sum().clamp_min(1e-8)
 
 
@@ -57,9 +62,10 @@ class DermModule(L.LightningModule):
 
     def __init__(self, model: torch.nn.Module, *, loss: LossConfig, phase: PhaseConfig,
                  class_weights: np.ndarray | None = None, cached: bool = False,
-                 tta: bool = False) -> None:
+                 tta: bool = False, channels_last: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.channels_last = channels_last
         self.loss_cfg = loss
         self.phase = phase
         self.cached = cached
@@ -76,16 +82,22 @@ class DermModule(L.LightningModule):
             meta = None
         if self.cached:
             return self.model.forward_head(batch["features"], meta)
-        return forward_tta(self.model, batch["image"], meta, self.tta and not self.training)
+        image = batch["image"]
+        if self.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
+        return forward_tta(self.model, image, meta, self.tta and not self.training)
 
     def _losses(self, out: dict, batch: dict) -> dict[str, torch.Tensor]:
         cfg = self.loss_cfg
+        keep = None
+        if self.training and not cfg.diagnosis_on_degraded and "degraded" in batch:
+            keep = 1.0 - batch["degraded"].float()  # a ruined photo teaches lighting only
         losses = {"diagnosis": soft_cross_entropy(
             out["diagnosis"], batch["target"], class_weights=self.class_weights,
-            label_smoothing=cfg.label_smoothing if self.training else 0.0)}
+            label_smoothing=cfg.label_smoothing if self.training else 0.0, sample_weight=keep)}
         total = cfg.diagnosis_weight * losses["diagnosis"]
         if "lighting" in out and cfg.lighting_weight:
-            losses["lighting"] = lighting_loss(out["lighting"], batch["lighting"])
+            losses["lighting"] = lighting_loss(out["lighting"].float(), batch["lighting"])
             total = total + cfg.lighting_weight * losses["lighting"]
         color = getattr(self.model, "color", None)
         if color is not None and cfg.color_l2 and not self.cached:

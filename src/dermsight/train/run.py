@@ -223,7 +223,10 @@ def run_training(cfg: Config, *, progress: bool = True) -> TrainResult:
                          **model_kwargs)
     if cfg.train.init_from:
         _init_from(model, cfg.train.init_from, dm)
-    class_weights = dm.class_weights(cap=cfg.loss.class_weight_cap)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    class_weights = dm.class_weights(cap=cfg.loss.class_weight_cap,
+                                     power=cfg.loss.class_weight_power)
 
     rows: list[dict] = []
     phases_report = []
@@ -239,7 +242,8 @@ def run_training(cfg: Config, *, progress: bool = True) -> TrainResult:
             raise ConfigError(f"train.phases[{phase.name}].cached_features needs train: [heads]")
         t0 = time.perf_counter()
         module = DermModule(model, loss=cfg.loss, phase=phase, class_weights=class_weights,
-                            cached=cached, tta=cfg.train.tta and not cached)
+                            cached=cached, tta=cfg.train.tta and not cached,
+                            channels_last=cfg.train.channels_last)
         history = _History(phase.name, epoch_offset, rows)
         trainer = _trainer(cfg, phase, run_dir, history)
         if cached:
@@ -338,7 +342,7 @@ def _save_checkpoint(run_dir: Path, model, dm, cfg: Config, model_kwargs: dict,
         "dermsight_version": __version__,
         "model": {"name": cfg.model.name, "num_classes": len(dm.classes), "meta_dim": meta_dim,
                   "input_size": list(model.data_config["input_size"][1:]), **model_kwargs},
-        "state_dict": model.state_dict(),
+        "state_dict": {k: v.contiguous() for k, v in model.state_dict().items()},
         "classes": list(dm.classes),
         "preprocess": dm.preprocess.to_dict(),
         "encoder": dm.encoder.to_dict() if dm.encoder is not None else None,

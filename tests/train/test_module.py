@@ -1,0 +1,72 @@
+"""DermModule's losses: class and sample weights, degraded photos, channels-last inputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dermsight.config import LossConfig, PhaseConfig
+from dermsight.models import create_model
+from dermsight.train.module import DermModule, soft_cross_entropy
+
+C, META = 3, 0
+PHASE = PhaseConfig(name="C", train=["heads", "backbone_top"], epochs=1, lr=1e-3)
+
+
+def test_sample_weight_zero_leaves_a_sample_out():
+    torch.manual_seed(0)
+    logits, target = torch.randn(4, C), F.one_hot(torch.tensor([0, 1, 2, 1]), C).float()
+    keep = torch.tensor([1.0, 0.0, 1.0, 1.0])
+    expected = F.cross_entropy(logits[keep.bool()], target[keep.bool()].argmax(1))
+    assert torch.isclose(soft_cross_entropy(logits, target, sample_weight=keep), expected)
+    weights = torch.tensor([1.0, 2.0, 3.0])
+    both = soft_cross_entropy(logits, target, class_weights=weights, sample_weight=keep)
+    kept = keep.bool()
+    ref = F.cross_entropy(logits[kept], target[kept].argmax(1), weight=weights)
+    assert torch.isclose(both, ref)
+    assert soft_cross_entropy(logits, target, sample_weight=torch.zeros(4)) == 0
+
+
+@pytest.fixture(scope="module")
+def net():
+    torch.manual_seed(0)
+    return create_model("dermnet", backbone="efficientnet_lite0", num_classes=C, meta_dim=META,
+                        pretrained=False, fusion="none")
+
+
+def _batch(degraded):
+    torch.manual_seed(1)
+    n = len(degraded)
+    labels = torch.arange(n) % C
+    return {"image": torch.randn(n, 3, 64, 64), "meta": torch.zeros(n, 0),
+            "target": F.one_hot(labels, C).float(), "label": labels,
+            "lighting": torch.tensor(degraded, dtype=torch.float32),
+            "degraded": torch.tensor(degraded, dtype=torch.float32)}
+
+
+@pytest.mark.parametrize("on_degraded", [True, False])
+def test_degraded_photos_teach_lighting_only_when_asked(net, on_degraded):
+    loss = LossConfig(label_smoothing=0.0, class_weights=False, diagnosis_on_degraded=on_degraded)
+    module = DermModule(net, loss=loss, phase=PHASE).train()
+    batch = _batch([0.0, 1.0, 0.0, 1.0])
+    net.eval()  # fixed BN statistics: the same forward for the whole batch and its half
+    out = module(batch)
+    losses = module._losses(out, batch)
+    per_sample = F.cross_entropy(out["diagnosis"].float(), batch["label"], reduction="none")
+    clean = batch["degraded"] == 0
+    expected = per_sample.mean() if on_degraded else per_sample[clean].mean()
+    assert torch.isclose(losses["diagnosis"], expected, atol=1e-6)
+    assert "lighting" in losses  # the lighting head still learns from every photo
+
+
+def test_channels_last_gives_the_same_outputs(net):
+    net.eval()
+    batch = _batch([0.0, 0.0])
+    plain = DermModule(net, loss=LossConfig(), phase=PHASE)(batch)["diagnosis"]
+    fast = DermModule(net, loss=LossConfig(), phase=PHASE, channels_last=True)
+    fast.model = net.to(memory_format=torch.channels_last)
+    try:
+        assert torch.allclose(fast(batch)["diagnosis"], plain, atol=1e-4)
+    finally:
+        net.to(memory_format=torch.contiguous_format)
