@@ -4,7 +4,9 @@ Static QDQ quantisation (the recommended format for CNNs on CPU): weights int8 p
 channel, activations uint8 with ranges calibrated on real training images
 (:class:`ArrayReader`). Only the convolutions are quantised (``op_types_to_quantize``); the
 small head (fusion, classifier, the Grad-CAM gradient) and the graph outputs stay float32, so
-``embedding``, ``feature_map`` and ``class_gradients`` keep their meaning. Dynamic quantisation
+``embedding``, ``feature_map`` and ``class_gradients`` keep their meaning. Some convolutions
+stay float too (:data:`KEEP_FP32`, :func:`sensitive_convs`): depthwise, stem, head and the
+linear projections of the inverted-residual blocks. Dynamic quantisation
 (``method="dynamic"``) is kept for comparison: ORT's ``ConvInteger`` path is slower than fp32 on
 CPU and less accurate for depthwise convolutions.
 """
@@ -49,14 +51,20 @@ class ArrayReader:
         self._it = None
 
 
-KEEP_FP32 = ("depthwise", "stem", "head")
+KEEP_FP32 = ("depthwise", "stem", "head", "project")
+# ops after which a conv's output is "activated"; a 1x1 conv followed by none of them is a
+# linear projection (MobileNetV2-style bottleneck), whose output is added to the residual
+ACTIVATIONS = {"Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Mul", "LeakyRelu",
+               "Elu", "Tanh", "Softplus"}
 
 
 def sensitive_convs(model, keep: Sequence[str] = KEEP_FP32) -> list[str]:
     """Names of the Conv nodes of ``model`` (an ``onnx.ModelProto``) to keep in float:
     ``"depthwise"`` (``group`` > 1: one filter per channel quantises badly), ``"stem"`` (convs
     fed by the image, directly or through one conv: colour calibration and the stem) and
-    ``"head"`` (the last conv, whose output is the Grad-CAM feature map)."""
+    ``"head"`` (the last conv, whose output is the Grad-CAM feature map) and ``"project"``
+    (pointwise convs with no activation after them: the linear bottlenecks feeding the
+    residual sums, where int8 rounding accumulates block after block)."""
     unknown = set(keep) - set(KEEP_FP32)
     if unknown:
         raise ValueError(f"unknown keep_fp32 entries {sorted(unknown)}; known: {KEEP_FP32}")
@@ -80,7 +88,29 @@ def sensitive_convs(model, keep: Sequence[str] = KEEP_FP32) -> list[str]:
         names += [n.name for n in first] + [n.name for n in convs if set(n.input) & fed]
     if "head" in keep and convs:
         names.append(convs[-1].name)
+    if "project" in keep:
+        consumers: dict[str, set[str]] = {}
+        for n in model.graph.node:
+            for i in n.input:
+                consumers.setdefault(i, set()).add(n.op_type)
+        for n in convs:
+            group = next((a.i for a in n.attribute if a.name == "group"), 1)
+            following = set().union(*(consumers.get(o, set()) for o in n.output))
+            if group == 1 and _is_pointwise(model, n) and following \
+                    and not following & ACTIVATIONS:
+                names.append(n.name)
     return sorted(set(names))
+
+
+def _is_pointwise(model, node) -> bool:
+    """Whether ``node`` (a Conv) has a 1x1 kernel (from its attribute or its weight)."""
+    for a in node.attribute:
+        if a.name == "kernel_shape":
+            return list(a.ints) == [1, 1]
+    for init in model.graph.initializer:
+        if init.name == node.input[1]:
+            return list(init.dims[2:]) == [1, 1]
+    return False
 
 
 def quantize_int8(fp32: str | Path, out: str | Path, calibration: dict[str, np.ndarray] | None,

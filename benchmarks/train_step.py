@@ -1,0 +1,93 @@
+"""One training step (forward, backward, AdamW) of a backbone on CPU, four ways, side by side.
+
+    python benchmarks/train_step.py [--backbone tf_efficientnet_lite0] [--size 160 208]
+        [--batch 32] [--rounds 6] [--out train_step.json]
+
+Modes: fp32 (NCHW), fp32 channels-last (NHWC), bf16 autocast (NCHW), bf16 autocast
+channels-last — the settings ``train.precision`` (``32-true`` / ``bf16-mixed``) and
+``train.channels_last`` pick. Each mode has its own copy of the model (random weights: speed
+does not depend on them) and optimiser; the rounds are interleaved (each round times one step
+of every mode, in a rotating order, after one warm-up step each), so background load hits all
+modes alike. Reports the median seconds per step and images/s, and the speed-up over fp32.
+bf16 is fast only on CPUs with AVX512-BF16 or AMX; without them it is much slower.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+MODES = {"fp32": (False, False), "fp32 channels-last": (False, True),
+         "bf16": (True, False), "bf16 channels-last": (True, True)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--backbone", default="tf_efficientnet_lite0")
+    ap.add_argument("--size", type=int, nargs=2, default=(160, 208), metavar=("H", "W"))
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--classes", type=int, default=7)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+
+    import timm
+
+    torch.manual_seed(0)
+    base = timm.create_model(args.backbone, num_classes=args.classes)
+    x = torch.randn(args.batch, 3, *args.size)
+    y = torch.randint(0, args.classes, (args.batch,))
+    setups = {}
+    for name, (bf16, cl) in MODES.items():
+        model = copy.deepcopy(base).train()
+        xx = x
+        if cl:
+            model = model.to(memory_format=torch.channels_last)
+            xx = x.contiguous(memory_format=torch.channels_last)
+        setups[name] = (model, torch.optim.AdamW(model.parameters(), 1e-4), xx, bf16)
+
+    def step(name: str) -> float:
+        model, opt, xx, bf16 = setups[name]
+        t = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = torch.nn.functional.cross_entropy(model(xx).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return time.perf_counter() - t
+
+    names = list(MODES)
+    for name in names:  # warm-up (oneDNN primitive creation)
+        step(name)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(args.rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            times[name].append(step(name))
+    ref = float(np.median(times["fp32"]))
+    result = {"backbone": args.backbone, "size": list(args.size), "batch": args.batch,
+              "rounds": args.rounds, "threads": torch.get_num_threads(),
+              "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
+              "modes": {}}
+    print(f"{args.backbone}, batch {args.batch} at {args.size[0]}x{args.size[1]}, "
+          f"{torch.get_num_threads()} threads, median of {args.rounds} interleaved rounds")
+    for name in names:
+        med = float(np.median(times[name]))
+        result["modes"][name] = {"seconds_per_step": med, "images_per_s": args.batch / med,
+                                 "speedup_vs_fp32": ref / med}
+        print(f"  {name:20s} {med:6.3f} s/step  {args.batch / med:6.1f} images/s  "
+              f"{ref / med:4.2f}x")
+    if args.out:
+        tmp = args.out.with_suffix(args.out.suffix + ".tmp")
+        tmp.write_text(json.dumps(result, indent=2))
+        tmp.replace(args.out)
+
+
+if __name__ == "__main__":
+    main()
