@@ -61,7 +61,7 @@ ACTIVATIONS = {"Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Mul", "Le
 def sensitive_convs(model, keep: Sequence[str] = KEEP_FP32) -> list[str]:
     """Names of the Conv nodes of ``model`` (an ``onnx.ModelProto``) to keep in float:
     ``"depthwise"`` (``group`` > 1: one filter per channel quantises badly), ``"stem"`` (convs
-    fed by the image, directly or through one conv: colour calibration and the stem) and
+    fed by the image, directly or through one conv: colour calibration and the stem),
     ``"head"`` (the last conv, whose output is the Grad-CAM feature map) and ``"project"``
     (pointwise convs with no activation after them: the linear bottlenecks feeding the
     residual sums, where int8 rounding accumulates block after block)."""
