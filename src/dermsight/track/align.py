@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from dermsight.features.quality import assess_quality, compute_quality
+from dermsight.prepare.measure import downscale
 
 CASCADE = "haarcascade_frontalface_default.xml"
 DETECT_SIDE = 640
@@ -48,8 +49,7 @@ def detect_faces(rgb: np.ndarray) -> list[tuple[int, int, int, int]]:
         return []
     h, w = rgb.shape[:2]
     s = min(1.0, DETECT_SIDE / max(h, w))
-    small = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))),
-                       interpolation=cv2.INTER_AREA) if s < 1 else rgb
+    small = downscale(rgb, DETECT_SIDE)
     gray = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
     min_side = max(24, round(min(gray.shape) * 0.15))
     boxes = clf.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5,

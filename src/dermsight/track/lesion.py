@@ -29,18 +29,10 @@ import cv2
 import numpy as np
 
 from dermsight.features.skintone import rgb_to_lab, skin_mask
+from dermsight.prepare.measure import downscale
 
 WORK_SIDE = 128
 MIN_DELTA_E = 6.0
-
-
-def _work(rgb: np.ndarray) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    s = WORK_SIDE / max(h, w)
-    if s >= 1:
-        return rgb
-    return cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))),
-                      interpolation=cv2.INTER_AREA)
 
 
 def _centre_masks(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
@@ -53,7 +45,7 @@ def _centre_masks(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
 def lesion_score(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(score map (H, W), per-pixel (darkness, redness) (H, W, 2), reference skin L*a*b* (3,))
     at the working size."""
-    small = _work(np.asarray(rgb, dtype=np.uint8))
+    small = downscale(np.asarray(rgb, dtype=np.uint8), WORK_SIDE)
     lab = rgb_to_lab(small).astype(np.float32)
     skin = skin_mask(small)
     ref_px = lab[skin] if skin.sum() >= 30 else lab.reshape(-1, 3)
@@ -93,7 +85,7 @@ def measure_lesion(rgb: np.ndarray) -> dict[str, float]:
         raise ValueError(f"expected an RGB uint8 (H, W, 3) image, got {rgb.dtype} {rgb.shape}")
     score, dlda, ref = lesion_score(rgb)
     mask = lesion_mask(score)
-    small = _work(rgb)
+    small = downscale(rgb, WORK_SIDE)
     lab = rgb_to_lab(small).astype(np.float32)
     centre, periphery = _centre_masks(*score.shape)
     if periphery.sum() < 10:

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from dermsight.errors import DataError
+from dermsight.prepare.measure import downscale
 
 LABELS = ("improved", "stable", "worsened")
 
@@ -67,11 +68,7 @@ def _read_rgb(path: Path, max_side: int | None = None) -> np.ndarray:
     if bgr is None:
         raise DataError(f"cannot read image '{path}'")
     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    if max_side and max(rgb.shape[:2]) > max_side:
-        s = max_side / max(rgb.shape[:2])
-        rgb = cv2.resize(rgb, (round(rgb.shape[1] * s), round(rgb.shape[0] * s)),
-                         interpolation=cv2.INTER_AREA)
-    return rgb
+    return downscale(rgb, max_side) if max_side else rgb
 
 
 def central_ellipse(h: int, w: int, frac: float = 0.3) -> np.ndarray:

@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from dermsight import DISCLAIMER
 from dermsight.errors import DataError, DermsightError
 from dermsight.features.skintone import compute_skin_tone
+from dermsight.prepare.measure import downscale
 from dermsight.track import db
 from dermsight.track.align import prepare_photo
 from dermsight.track.lesion import measure_lesion
@@ -357,13 +358,7 @@ class Tracker:
         """Row fields from the photo: quality/flag, tone, lesion measures, prediction."""
         prep = prepare_photo(rgb, kind)
         img = prep.rgb
-        small = img
-        if max(img.shape[:2]) > 512:
-            import cv2
-
-            s = 512 / max(img.shape[:2])
-            small = cv2.resize(img, (round(img.shape[1] * s), round(img.shape[0] * s)),
-                               interpolation=cv2.INTER_AREA)
+        small = downscale(img, 512)
         tone = compute_skin_tone(small)
         lesion = measure_lesion(small)
         quality = dict(prep.quality)
