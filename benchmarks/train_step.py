@@ -84,9 +84,9 @@ def main() -> None:
         print(f"  {name:20s} {med:6.3f} s/step  {args.batch / med:6.1f} images/s  "
               f"{ref / med:4.2f}x")
     if args.out:
-        tmp = args.out.with_suffix(args.out.suffix + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2))
-        tmp.replace(args.out)
+        from dermsight.io import atomic_write_text
+
+        atomic_write_text(args.out, json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
