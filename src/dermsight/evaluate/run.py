@@ -225,6 +225,7 @@ def _cross_fit(logits, y, groups, *, classes, method, coverage, mode, seed,
     coverage and set size, with the spread of the per-repeat coverage).
     """
     rng = np.random.default_rng(seed)
+    members = group_indices(groups, len(y)) if groups is not None else {}
     rows, by_group = [], {}
     for _ in range(repeats):
         order = rng.permutation(len(y))
@@ -245,10 +246,9 @@ def _cross_fit(logits, y, groups, *, classes, method, coverage, mode, seed,
             temps.append(scaler.temperature_)
         rows.append({"ece_after": float(np.mean(eces)), "coverage": float(covered.mean()),
                      "mean_set_size": float(size.mean()), "temperature": float(np.mean(temps))})
-        if groups is not None:
-            for key, idx in group_indices(groups, len(y)).items():
-                by_group.setdefault(key, []).append((covered[idx].mean(), size[idx].mean(),
-                                                     len(idx)))
+        for key, idx in members.items():
+            by_group.setdefault(key, []).append((covered[idx].mean(), size[idx].mean(),
+                                                 len(idx)))
     out = {"folds": 2, "repeats": int(repeats),
            **{k: float(np.mean([r[k] for r in rows])) for k in rows[0]}}
     target = float(coverage)
