@@ -64,6 +64,10 @@ def test_end_to_end_outputs(evaluated, run_copy):
     html = (out / "report.html").read_text()
     assert "Not medical advice" in html and "data:image/png;base64," in html
     assert "<script" not in html and "src=\"http" not in html
+    # prepare splits by patient: no scored photo shares a patient with training
+    overlap = report["overlap_with_train"]
+    assert overlap["available"] and overlap["n"] == report["n"]
+    assert overlap["n_group_seen"] == 0 and overlap["n_same_image"] == 0
 
     table = pd.read_csv(out / "predictions.csv")
     classes = report["classes"]
@@ -202,3 +206,34 @@ def test_cross_fit_scores_every_row_out_of_sample_per_group():
     # marginal thresholds under-cover the harder group: what group mode is for
     marginal = _cross_fit(logits, y, groups, mode="marginal", **kw)
     assert marginal["by_group"]["dark"]["coverage"] < out["by_group"]["dark"]["coverage"] - 0.02
+
+
+def test_overlap_with_train_splits_the_metrics_by_seen_lesions():
+    """Rows whose lesion (group_id) or image is in the training split are counted and scored
+    apart from the unseen ones."""
+    from dermsight.evaluate.run import _overlap_with_train
+
+    rng = np.random.default_rng(0)
+    n = 80
+    frame = pd.DataFrame({"image_id": [f"img{i}" for i in range(n)],
+                          "group_id": [f"les{i}" for i in range(n)]})
+    frame.loc[5, "group_id"] = None                      # unknown lesion: counted unseen
+    #                                                      (its id would have been in train)
+    train = pd.DataFrame({"image_id": ["img0", "other"],
+                          "group_id": ["x", None]})      # img0 itself was trained on
+    train = pd.concat([train, pd.DataFrame({"image_id": [f"t{i}" for i in range(40)],
+                                            "group_id": [f"les{i}" for i in range(1, 41)]})])
+    y = rng.integers(0, 3, n)
+    probs = np.full((n, 3), 0.1)
+    probs[np.arange(n), y] = 0.8                         # right everywhere ...
+    probs[41:, :] = np.roll(probs[41:, :], 1, axis=1)    # ... except on the unseen rows
+    out = _overlap_with_train(frame, train, y, probs)
+    assert out["n_same_image"] == 1 and out["n_group_seen"] == 40  # img0 + les1..40 but les5
+    assert out["share_seen"] == pytest.approx(40 / n)
+    assert out["seen"]["n"] == 40 and out["seen"]["accuracy"] == 1.0
+    assert out["unseen"]["n"] == 40 and out["unseen"]["accuracy"] == pytest.approx(1 / 40)
+    # groups under min_n are not scored; no group column: only the image overlap
+    small = _overlap_with_train(frame.iloc[:45], train, y[:45], probs[:45])
+    assert "unseen" not in small and small["seen"]["n"] == 40
+    bare = _overlap_with_train(frame[["image_id"]], train, y, probs)
+    assert bare["available"] is False and bare["n_same_image"] == 1

@@ -89,6 +89,18 @@ def render(report: dict, figures: Path) -> str:
                      f"{_f(light['auroc'])} on {light['n_known']} photos with a known quality "
                      f"label ({light['n_poor']} poorly lit).</p>")
     parts.append(_img(figures, "confusion.png", "confusion matrix"))
+    ov = report.get("overlap_with_train", {})
+    if ov.get("available") and ov.get("n_group_seen"):
+        parts.append("<h3>Overlap with training</h3>")
+        parts.append(f"<p>{ov['n_group_seen']} of {ov['n']} images ({ov['share_seen']:.0%}) "
+                     f"show a lesion/patient also in the run's training split "
+                     f"({ov['n_same_image']} are the same image).</p>")
+        rows = [[name, ov[name]["n"], _f(ov[name]["accuracy"]),
+                 _f(ov[name]["balanced_accuracy"]), _f(ov[name]["f1_macro"]),
+                 _f(ov[name]["auroc_macro"])] for name in ("seen", "unseen") if name in ov]
+        if rows:
+            parts.append(_table(["lesion/patient in train", "n", "accuracy",
+                                 "balanced accuracy", "macro-F1", "macro AUROC"], rows))
 
     parts.append("<h2>Calibration</h2>")
     fitted = cal["fitted_on"]

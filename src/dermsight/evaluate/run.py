@@ -308,6 +308,35 @@ def _fairness(y, probs, frame: pd.DataFrame, *, n_resamples: int, seed: int) -> 
     return out
 
 
+def _overlap_with_train(frame: pd.DataFrame, train: pd.DataFrame, y, probs) -> dict:
+    """How many scored rows show an image, or a group (lesion / patient, ``group_id``), that is
+    also in the run's TRAIN split, and the headline metrics on those rows and on the rest.
+
+    A split made by image (DermaMNIST's) puts other photos of a training lesion in val/test;
+    the "unseen" figures are what to expect on new lesions."""
+    n = len(frame)
+    out: dict = {"n": int(n), "group_column": "group_id", "min_n": 30}
+    same_image = np.zeros(n, dtype=bool)
+    for col in ("image_id", "image_uri"):
+        if col in frame and col in train:
+            same_image |= frame[col].astype(str).isin(set(train[col].astype(str))).to_numpy()
+    out["n_same_image"] = int(same_image.sum())
+    if "group_id" not in frame or "group_id" not in train:
+        out.update(available=False, reason="no group_id column in the scored data or the run's "
+                                           "manifest")
+        return out
+    known = frame["group_id"].notna().to_numpy()
+    seen = known & frame["group_id"].astype(str).isin(
+        set(train["group_id"].dropna().astype(str))).to_numpy()
+    seen |= same_image
+    out.update(available=True, n_group_seen=int(seen.sum()), share_seen=float(seen.mean()))
+    for name, mask in (("seen", seen), ("unseen", ~seen)):
+        if mask.sum() >= out["min_n"]:
+            out[name] = {"n": int(mask.sum()),
+                         **metrics.classification_summary(y[mask], probs[mask])}
+    return out
+
+
 def _conformal_section(conf: ConformalClassifier, probs, y, frame, classes,
                        mode: str) -> tuple[dict, np.ndarray]:
     tone = group_values(frame, TONE_COLUMN)
@@ -619,8 +648,14 @@ def run_evaluate(run_dir: str | Path, *, source: str, root: str | None,
         explain, panels = _explain(run, frame, y, probs, samples=opt.cam_samples, seed=opt.seed)
         timing["cam_seconds"] = round(time.perf_counter() - t0, 1)
     galleries = _galleries(probs, y, frame, classes, sets)
+    overlap = _overlap_with_train(frame, val_all[val_all["split"] == "train"], y, probs)
 
     notes = list(scored.notes)
+    if overlap.get("n_group_seen"):
+        notes.append(f"{overlap['n_group_seen']} of {overlap['n']} scored images "
+                     f"({overlap['share_seen']:.0%}) show a lesion/patient (group_id) that is "
+                     "also in the run's training split: see 'Overlap with training' for the "
+                     "figures on unseen lesions")
     if is_val:
         notes.append("the scored split IS the run's validation split, on which the temperature "
                      "and conformal thresholds were fitted: ECE after scaling and coverage are "
@@ -644,7 +679,7 @@ def run_evaluate(run_dir: str | Path, *, source: str, root: str | None,
                               "ci": 0.95, "gap_metric": "accuracy",
                               "bootstrapped": list(FAIRNESS_METRICS),
                               "without_ci": ["auroc_macro", "ece"]},
-        "explain": explain, "galleries": galleries,
+        "explain": explain, "galleries": galleries, "overlap_with_train": overlap,
     }
 
     out = Path(opt.out) if opt.out else run_path / f"eval-{source}-{opt.split}"
