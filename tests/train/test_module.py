@@ -70,3 +70,23 @@ def test_channels_last_gives_the_same_outputs(net):
         assert torch.allclose(fast(batch)["diagnosis"], plain, atol=1e-4)
     finally:
         net.to(memory_format=torch.contiguous_format)
+
+
+def test_feature_cache_follows_the_training_precision(net):
+    """Phase-A caching runs in the run's precision and memory format; features stay float32,
+    the other batch entries pass through, and bf16 stays close to fp32."""
+    from dermsight.train.run import extract_features
+
+    torch.manual_seed(2)
+    batches = [{"image": torch.randn(3, 3, 64, 64), "label": torch.tensor([0, 1, 2])}
+               for _ in range(2)]
+    fp32 = extract_features(net, batches)
+    bf16 = extract_features(net, batches, precision="bf16-mixed", channels_last=True)
+    assert fp32["features"].dtype == bf16["features"].dtype == torch.float32
+    assert fp32["features"].shape == bf16["features"].shape == (6, net.num_features)
+    assert torch.equal(bf16["label"], torch.tensor([0, 1, 2, 0, 1, 2]))
+    assert not torch.equal(fp32["features"], bf16["features"])  # autocast really ran
+    cos = F.cosine_similarity(fp32["features"], bf16["features"], dim=1)
+    assert cos.min() > 0.98
+    again = extract_features(net, batches, channels_last=True)  # layout alone changes nothing
+    assert torch.allclose(again["features"], fp32["features"], atol=1e-4)

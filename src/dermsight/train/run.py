@@ -79,17 +79,32 @@ class _CachedSet(Dataset):
         return {k: v[i] for k, v in self.tensors.items()}
 
 
+def _autocast(model: torch.nn.Module, precision: str):
+    """The autocast context matching Lightning's ``precision`` for plain inference loops."""
+    device = next(model.parameters()).device.type
+    dtype = {"bf16": torch.bfloat16, "16": torch.float16}.get(str(precision).split("-")[0])
+    enabled = dtype is not None and (dtype is torch.bfloat16 or device == "cuda")
+    return torch.autocast(device, dtype=dtype or torch.bfloat16, enabled=enabled)
+
+
 @torch.no_grad()
 def extract_features(model: torch.nn.Module, loader: DataLoader, *,
-                     progress: bool = False, desc: str = "caching features") -> dict:
-    """Run the (frozen) image path once; keep pooled features and the rest of each batch."""
+                     progress: bool = False, desc: str = "caching features",
+                     precision: str = "32-true", channels_last: bool = False) -> dict:
+    """Run the (frozen) image path once; keep pooled features (float32) and the rest of each
+    batch. ``precision``/``channels_last`` as in training (bf16 on a CPU with AVX512-BF16 or
+    AMX caches about twice as fast)."""
     from tqdm.auto import tqdm
 
     model.eval()
     parts: dict[str, list[torch.Tensor]] = {}
     for batch in tqdm(loader, desc=desc, disable=not progress, unit="batch"):
         batch = dict(batch)
-        batch["features"] = model.forward_features(batch.pop("image"))
+        image = batch.pop("image")
+        if channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
+        with _autocast(model, precision):
+            batch["features"] = model.forward_features(image).float()
         for k, v in batch.items():
             parts.setdefault(k, []).append(v)
     return {k: torch.cat(v) for k, v in parts.items()}
@@ -273,10 +288,11 @@ def run_training(cfg: Config, *, progress: bool = True) -> TrainResult:
 
 
 def _cached_loaders(model, dm, cfg: Config, progress: bool) -> tuple[DataLoader, DataLoader]:
+    speed = dict(precision=cfg.train.precision, channels_last=cfg.train.channels_last)
     train = extract_features(model, dm.train_dataloader(shuffle=False), progress=progress,
-                             desc="caching train features")
+                             desc="caching train features", **speed)
     val = extract_features(model, dm.val_dataloader(), progress=progress,
-                           desc="caching val features")
+                           desc="caching val features", **speed)
     gen = torch.Generator().manual_seed(cfg.train.seed)
     return (DataLoader(_CachedSet(train), batch_size=max(cfg.data.batch_size, 64), shuffle=True,
                        generator=gen),
