@@ -1,7 +1,7 @@
 """One training step (forward, backward, AdamW) of a backbone on CPU, four ways, side by side.
 
     python benchmarks/train_step.py [--backbone tf_efficientnet_lite0] [--size 160 208]
-        [--batch 32] [--rounds 6] [--out train_step.json]
+        [--batch 32] [--rounds 6] [--inference] [--out train_step.json]
 
 Modes: fp32 (NCHW), fp32 channels-last (NHWC), bf16 autocast (NCHW), bf16 autocast
 channels-last — the settings ``train.precision`` (``32-true`` / ``bf16-mixed``) and
@@ -9,6 +9,8 @@ channels-last — the settings ``train.precision`` (``32-true`` / ``bf16-mixed``
 does not depend on them) and optimiser; the rounds are interleaved (each round times one step
 of every mode, in a rotating order, after one warm-up step each), so background load hits all
 modes alike. Reports the median seconds per step and images/s, and the speed-up over fp32.
+``--inference``: time a forward pass in eval mode without gradients instead (what phase-A
+feature caching and per-epoch validation cost).
 bf16 is fast only on CPUs with AVX512-BF16 or AMX; without them it is much slower.
 """
 
@@ -35,6 +37,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--classes", type=int, default=7)
+    ap.add_argument("--inference", action="store_true",
+                    help="forward only (eval mode, no gradients) instead of a training step")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
@@ -46,7 +50,7 @@ def main() -> None:
     y = torch.randint(0, args.classes, (args.batch,))
     setups = {}
     for name, (bf16, cl) in MODES.items():
-        model = copy.deepcopy(base).train()
+        model = copy.deepcopy(base).train(not args.inference)
         xx = x
         if cl:
             model = model.to(memory_format=torch.channels_last)
@@ -56,6 +60,10 @@ def main() -> None:
     def step(name: str) -> float:
         model, opt, xx, bf16 = setups[name]
         t = time.perf_counter()
+        if args.inference:
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                model(xx)
+            return time.perf_counter() - t
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss = torch.nn.functional.cross_entropy(model(xx).float(), y)
         opt.zero_grad(set_to_none=True)
@@ -72,10 +80,12 @@ def main() -> None:
             times[name].append(step(name))
     ref = float(np.median(times["fp32"]))
     result = {"backbone": args.backbone, "size": list(args.size), "batch": args.batch,
+              "what": "inference" if args.inference else "training step",
               "rounds": args.rounds, "threads": torch.get_num_threads(),
               "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
               "modes": {}}
-    print(f"{args.backbone}, batch {args.batch} at {args.size[0]}x{args.size[1]}, "
+    print(f"{result['what']}: {args.backbone}, batch {args.batch} at "
+          f"{args.size[0]}x{args.size[1]}, "
           f"{torch.get_num_threads()} threads, median of {args.rounds} interleaved rounds")
     for name in names:
         med = float(np.median(times[name]))
