@@ -143,6 +143,7 @@ def test_cli_on_a_folder_prepare_never_saw(run_copy, evaluated, tiny_run, tmp_pa
     assert report["n"] == n_images
     assert "tone_bucket" in report["fairness"]  # computed on the fly from ITA
     assert any("no split" in n for n in report["notes"])
+    assert report["overlap_with_train"]["available"] is False  # another dataset's ids
 
     cmp = CliRunner().invoke(app, ["compare", str(out), str(run_copy / "eval-synthetic-test"),
                                    "--csv", str(tmp_path / "cmp.csv")])

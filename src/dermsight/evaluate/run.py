@@ -648,7 +648,12 @@ def run_evaluate(run_dir: str | Path, *, source: str, root: str | None,
         explain, panels = _explain(run, frame, y, probs, samples=opt.cam_samples, seed=opt.seed)
         timing["cam_seconds"] = round(time.perf_counter() - t0, 1)
     galleries = _galleries(probs, y, frame, classes, sets)
-    overlap = _overlap_with_train(frame, val_all[val_all["split"] == "train"], y, probs)
+    if source == run.config.data.source:
+        overlap = _overlap_with_train(frame, val_all[val_all["split"] == "train"], y, probs)
+    else:  # ids of two datasets say nothing about each other
+        overlap = {"n": int(len(y)), "available": False,
+                   "reason": f"scored source {source!r} is not the run's "
+                             f"{run.config.data.source!r}"}
 
     notes = list(scored.notes)
     if overlap.get("n_group_seen"):
