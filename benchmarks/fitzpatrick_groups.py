@@ -59,7 +59,9 @@ def main() -> None:
                       else str(o))
     print(text)
     if args.out:
-        args.out.write_text(text)
+        from dermsight.io import atomic_write_text
+
+        atomic_write_text(args.out, text)
 
 
 if __name__ == "__main__":
