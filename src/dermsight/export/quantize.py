@@ -72,8 +72,7 @@ def sensitive_convs(model, keep: Sequence[str] = KEEP_FP32) -> list[str]:
     inputs = {i.name for i in model.graph.input}
     names: list[str] = []
     if "depthwise" in keep:
-        names += [n.name for n in convs
-                  if any(a.name == "group" and a.i > 1 for a in n.attribute)]
+        names += [n.name for n in convs if _group(n) > 1]
     if "stem" in keep:
         first = [n for n in convs if set(n.input) & inputs]
         fed = {o for n in first for o in n.output}
@@ -93,24 +92,20 @@ def sensitive_convs(model, keep: Sequence[str] = KEEP_FP32) -> list[str]:
         for n in model.graph.node:
             for i in n.input:
                 consumers.setdefault(i, set()).add(n.op_type)
+        weight_dims = {i.name: list(i.dims) for i in model.graph.initializer}
         for n in convs:
-            group = next((a.i for a in n.attribute if a.name == "group"), 1)
             following = set().union(*(consumers.get(o, set()) for o in n.output))
-            if group == 1 and _is_pointwise(model, n) and following \
+            kernel = next((list(a.ints) for a in n.attribute if a.name == "kernel_shape"),
+                          weight_dims.get(n.input[1], [])[2:])
+            if _group(n) == 1 and kernel == [1, 1] and following \
                     and not following & ACTIVATIONS:
                 names.append(n.name)
     return sorted(set(names))
 
 
-def _is_pointwise(model, node) -> bool:
-    """Whether ``node`` (a Conv) has a 1x1 kernel (from its attribute or its weight)."""
-    for a in node.attribute:
-        if a.name == "kernel_shape":
-            return list(a.ints) == [1, 1]
-    for init in model.graph.initializer:
-        if init.name == node.input[1]:
-            return list(init.dims[2:]) == [1, 1]
-    return False
+def _group(node) -> int:
+    """A Conv node's ``group`` attribute (1 when absent)."""
+    return next((a.i for a in node.attribute if a.name == "group"), 1)
 
 
 def quantize_int8(fp32: str | Path, out: str | Path, calibration: dict[str, np.ndarray] | None,
