@@ -308,13 +308,17 @@ def _fairness(y, probs, frame: pd.DataFrame, *, n_resamples: int, seed: int) -> 
     return out
 
 
-def _overlap_with_train(frame: pd.DataFrame, train: pd.DataFrame, y, probs) -> dict:
+def _overlap_with_train(frame: pd.DataFrame, train: pd.DataFrame | None, y, probs) -> dict:
     """How many scored rows show an image, or a group (lesion / patient, ``group_id``), that is
     also in the run's TRAIN split, and the headline metrics on those rows and on the rest.
+    ``train=None``: the scored data is another dataset, whose ids say nothing about the run's.
 
     A split made by image (DermaMNIST's) puts other photos of a training lesion in val/test;
     the "unseen" figures are what to expect on new lesions."""
     n = len(frame)
+    if train is None:
+        return {"n": int(n), "available": False,
+                "reason": "the scored data is not the run's own source"}
     out: dict = {"n": int(n), "group_column": "group_id", "min_n": 30}
     same_image = np.zeros(n, dtype=bool)
     for col in ("image_id", "image_uri"):
@@ -648,12 +652,9 @@ def run_evaluate(run_dir: str | Path, *, source: str, root: str | None,
         explain, panels = _explain(run, frame, y, probs, samples=opt.cam_samples, seed=opt.seed)
         timing["cam_seconds"] = round(time.perf_counter() - t0, 1)
     galleries = _galleries(probs, y, frame, classes, sets)
-    if source == run.config.data.source:
-        overlap = _overlap_with_train(frame, val_all[val_all["split"] == "train"], y, probs)
-    else:  # ids of two datasets say nothing about each other
-        overlap = {"n": int(len(y)), "available": False,
-                   "reason": f"scored source {source!r} is not the run's "
-                             f"{run.config.data.source!r}"}
+    own_source = source == run.config.data.source
+    overlap = _overlap_with_train(
+        frame, val_all[val_all["split"] == "train"] if own_source else None, y, probs)
 
     notes = list(scored.notes)
     if overlap.get("n_group_seen"):
