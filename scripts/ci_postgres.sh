@@ -6,7 +6,8 @@
 # Installs Debian's `postgresql` package when no server binaries are present (needs root or
 # sudo), creates a cluster in $DERMSIGHT_PG_DIR (default $TMPDIR/dermsight-pg) listening on
 # 127.0.0.1:$DERMSIGHT_PG_PORT (default 54329) only, a login role `dermsight` (CREATEDB: the
-# tests create one database per test) and a database `dermsight`. Re-running it while the
+# tests create one database per test) and a database `dermsight`; autovacuum is off (its workers
+# could hold the per-test databases the tests drop). Re-running it while the
 # server is up just prints the URL. Stop it with: scripts/ci_postgres.sh stop
 # Everything but the URL goes to stderr.
 set -euo pipefail
@@ -53,7 +54,7 @@ if [ ! -f "$DIR/data/PG_VERSION" ]; then
   "${AS[@]}" "$BIN/initdb" -D "$DIR/data" -U postgres -A trust --no-sync -E UTF8 >&2
 fi
 "${AS[@]}" "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 start \
-  -o "-c listen_addresses=127.0.0.1 -p ${PORT} -k ${DIR} -c fsync=off -c max_connections=200" >&2
+  -o "-c listen_addresses=127.0.0.1 -p ${PORT} -k ${DIR} -c fsync=off -c max_connections=200 -c autovacuum=off" >&2
 
 PSQL=("${AS[@]}" "$BIN/psql" -h 127.0.0.1 -p "$PORT" -U postgres -v ON_ERROR_STOP=1 -qtA)
 if [ "$("${PSQL[@]}" -c "SELECT 1 FROM pg_roles WHERE rolname='dermsight'")" != "1" ]; then

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 
 import pytest
@@ -43,8 +44,21 @@ def db_url(request, tmp_path):
         conn.execute(f'CREATE DATABASE "{name}"')
     url = make_url(base).set(database=name)
     yield url.render_as_string(hide_password=False)
-    with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _drop_database(psycopg, plain, name)
+
+
+def _drop_database(psycopg, url: str, name: str, tries: int = 5) -> None:
+    """DROP DATABASE … WITH (FORCE); retried, because FORCE may not terminate a session of
+    another role (an autovacuum worker that has just started on the new database)."""
+    for attempt in range(tries):
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except psycopg.errors.InsufficientPrivilege:
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
 
 
 @pytest.fixture
