@@ -35,7 +35,7 @@ import torch
 MODES = {"fp32": (False, False), "fp32 channels-last": (False, True),
          "bf16": (True, False), "bf16 channels-last": (True, True)}
 # --freeze: (trainable groups, top_fraction), all bf16 channels-last
-FREEZE = {"all blocks + colour": (["heads", "color", "backbone_top", "backbone_rest"], 1.0),
+FREEZE = {"all blocks + colour": (None, 1.0),  # None: every group (DermNet.PARAMETER_GROUPS)
           "top_fraction 0.8": (["heads", "backbone_top"], 0.8),
           "top_fraction 0.7": (["heads", "backbone_top"], 0.7),
           "top_fraction 0.55": (["heads", "backbone_top"], 0.55)}
@@ -57,24 +57,24 @@ def main() -> None:
     if args.inference and args.freeze:
         ap.error("--inference and --freeze exclude each other")
 
-    import timm
-
     torch.manual_seed(0)
     x = torch.randn(args.batch, 3, *args.size)
     y = torch.randint(0, args.classes, (args.batch,))
     setups = {}
     if args.freeze:
-        from dermsight.models.dermnet import DermNet
+        from dermsight.models.dermnet import PARAMETER_GROUPS, DermNet
 
         base = DermNet(args.backbone, args.classes, pretrained=False, lighting_head=False)
         xx = x.contiguous(memory_format=torch.channels_last)
         for name, (groups, top) in FREEZE.items():
             model = copy.deepcopy(base).to(memory_format=torch.channels_last)
-            model.set_trainable(groups, top)
+            model.set_trainable(groups or PARAMETER_GROUPS, top)
             model.train()
             params = [p for p in model.parameters() if p.requires_grad]
             setups[name] = (model, torch.optim.AdamW(params, 1e-4), xx, True)
     else:
+        import timm
+
         base = timm.create_model(args.backbone, num_classes=args.classes)
         for name, (bf16, cl) in MODES.items():
             model = copy.deepcopy(base).train(not args.inference)

@@ -44,12 +44,14 @@ def db_url(request, tmp_path):
         conn.execute(f'CREATE DATABASE "{name}"')
     url = make_url(base).set(database=name)
     yield url.render_as_string(hide_password=False)
-    _drop_database(psycopg, plain, name)
+    _drop_database(plain, name)
 
 
-def _drop_database(psycopg, url: str, name: str, tries: int = 5) -> None:
+def _drop_database(url: str, name: str, tries: int = 5) -> None:
     """DROP DATABASE … WITH (FORCE); retried, because FORCE may not terminate a session of
     another role (an autovacuum worker that has just started on the new database)."""
+    import psycopg
+
     for attempt in range(tries):
         try:
             with psycopg.connect(url, autocommit=True) as conn:
