@@ -90,3 +90,18 @@ def test_feature_cache_follows_the_training_precision(net):
     assert cos.min() > 0.98
     again = extract_features(net, batches, channels_last=True)  # layout alone changes nothing
     assert torch.allclose(again["features"], fp32["features"], atol=1e-4)
+
+
+@pytest.mark.parametrize("total, warmup", [(10, 0.1), (20, 0.05), (4, 0.25), (1, 0.1), (7, 0.1)])
+def test_one_cycle_runs_every_step_and_ends_near_zero(total, warmup):
+    """torch's OneCycleLR alone divides by zero when warmup × steps is exactly 1 (0.1 × 10)."""
+    from dermsight.train.module import one_cycle
+
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    sched = one_cycle(opt, max_lr=1e-3, total_steps=total, warmup_fraction=warmup)
+    lrs = [opt.param_groups[0]["lr"]]
+    for _ in range(total - 1):
+        opt.step()
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert max(lrs) <= 1e-3 + 1e-12 and lrs[-1] < 1e-4

@@ -152,7 +152,20 @@ class DermModule(L.LightningModule):
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched,
                                                        "monitor": "val_balanced_accuracy"}}
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        sched = torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=phase.lr, total_steps=total, pct_start=max(phase.warmup_fraction, 1e-3),
-            anneal_strategy="cos")
+        sched = one_cycle(opt, max_lr=phase.lr, total_steps=total,
+                          warmup_fraction=phase.warmup_fraction)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def one_cycle(opt: torch.optim.Optimizer, *, max_lr: float, total_steps: int,
+              warmup_fraction: float) -> torch.optim.lr_scheduler.OneCycleLR:
+    """Cosine one-cycle over ``total_steps``, warming up for ``warmup_fraction`` of them.
+
+    torch's OneCycleLR divides by zero at its first step when ``warmup_fraction × total_steps``
+    is exactly 1 (e.g. 0.1 × 10 steps); the fraction is nudged off that point.
+    """
+    pct = max(warmup_fraction, 1e-3)
+    if float(pct * total_steps) - 1 == 0:
+        pct *= 1 + 1e-6
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=total_steps,
+                                               pct_start=pct, anneal_strategy="cos")
