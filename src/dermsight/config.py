@@ -163,6 +163,10 @@ class PhaseConfig(_Strict):
     early_stop_patience: int | None = Field(3, ge=1)
     cached_features: bool | None = Field(
         None, description="train on cached backbone features (default: when only heads train)")
+    ema_decay: float | None = Field(
+        None, gt=0, lt=1, description="keep an exponential moving average of the weights "
+        "(Lightning's EMAWeightAveraging, updated every step); validation, checkpoint choice "
+        "and the phase's result use the averaged weights. e.g. 0.998; null: off")
 
     def uses_cache(self) -> bool:
         return self.train == ["heads"] if self.cached_features is None else self.cached_features

@@ -62,3 +62,18 @@ def test_missing_metadata_column_is_named(tmp_path):
     cfg = _cfg(tmp_path, "data.metadata={numeric: [blood_pressure]}")
     with pytest.raises(DataError, match="blood_pressure"):
         run_training(cfg, progress=False)
+
+
+@pytest.mark.slow
+def test_run_reports_the_ema_check(tmp_path):
+    cfg = _cfg(tmp_path, "train.run_name=ema",
+               "train.phases=[{name: A, train: [heads], epochs: 1, lr: 0.01},"
+               " {name: C, train: [heads, backbone_top], epochs: 1, lr: 0.001,"
+               " ema_decay: 0.9}]")
+    result = run_training(cfg, progress=False)
+    phases = json.loads((result.run_dir / "report.json").read_text())["phases"]
+    assert "ema" not in phases[0]
+    ema = phases[1]["ema"]
+    assert ema["decay"] == 0.9
+    assert set(ema["last_epoch_ema"]) >= {"accuracy", "balanced_accuracy", "auroc_macro"}
+    assert set(ema["last_epoch_raw"]) == set(ema["last_epoch_ema"])

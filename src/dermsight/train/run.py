@@ -154,17 +154,40 @@ def _run_name(cfg: Config) -> str:
     return f"{cfg.data.source}-{cfg.model.backbone}-{stamp}"
 
 
+def _ema_callback(decay: float) -> L.Callback:
+    """Lightning's EMA of the weights, keeping the last raw weights for a side-by-side check.
+
+    The callback swaps the averaged weights in for validation, puts them in every checkpoint's
+    ``state_dict`` and copies them into the model when the phase ends; ``raw_state`` holds the
+    model's own weights at that moment.
+    """
+    from lightning.pytorch.callbacks import EMAWeightAveraging
+
+    class _EMA(EMAWeightAveraging):
+        raw_state: dict[str, torch.Tensor] | None = None
+
+        def on_train_end(self, trainer, pl_module) -> None:
+            self.raw_state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+            super().on_train_end(trainer, pl_module)
+
+    return _EMA(decay=decay)
+
+
 def _trainer(cfg: Config, phase: PhaseConfig, run_dir: Path, history: _History) -> L.Trainer:
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
     t = cfg.train
     callbacks: list[L.Callback] = [history]
+    if phase.ema_decay:
+        callbacks.append(_ema_callback(phase.ema_decay))
     if phase.early_stop_patience:
         callbacks.append(EarlyStopping(monitor=t.monitor, mode=_mode(t.monitor),
                                        patience=phase.early_stop_patience))
+    # The EMA callback writes the averaged weights into full checkpoints only.
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename=f"phase-{phase.name}",
                                  monitor=t.monitor, mode=_mode(t.monitor), save_top_k=1,
-                                 save_weights_only=True, enable_version_counter=False)
+                                 save_weights_only=not phase.ema_decay,
+                                 enable_version_counter=False)
     callbacks.append(checkpoint)
     return L.Trainer(
         max_epochs=phase.epochs, accelerator=t.accelerator, devices=t.devices,
@@ -183,9 +206,41 @@ def _restore_best(module: DermModule, trainer: L.Trainer) -> None:
     ckpt = trainer.checkpoint_callback
     path = getattr(ckpt, "best_model_path", "")
     if path and Path(path).exists():
-        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        # a checkpoint this run has just written (a full one, with the optimiser's state and
+        # the loops', when EMA is on)
+        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
         module.load_state_dict(state)
         Path(path).unlink()
+
+
+@torch.no_grad()
+def _score(module: DermModule, loader: DataLoader, precision: str) -> dict[str, float]:
+    """Validation metrics of the module's current weights (its own forward: TTA, cache)."""
+    module.eval()
+    labels, probs = [], []
+    with _autocast(module, precision):
+        for batch in loader:
+            out = module(batch)
+            labels.append(batch["label"].numpy())
+            probs.append(torch.softmax(out["diagnosis"].float(), 1).numpy())
+    return metrics.classification_summary(np.concatenate(labels), np.concatenate(probs))
+
+
+def _ema_check(module: DermModule, trainer: L.Trainer, loader: DataLoader,
+               precision: str) -> dict | None:
+    """The phase's last averaged weights against its last raw weights, on the same validation
+    batches in one run (then the averaged weights are back in place)."""
+    ema = next((c for c in trainer.callbacks if hasattr(c, "raw_state")), None)
+    if ema is None or ema.raw_state is None:
+        return None
+    t0 = time.perf_counter()
+    averaged = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    report = {"last_epoch_ema": _score(module, loader, precision)}
+    module.load_state_dict(ema.raw_state)
+    report["last_epoch_raw"] = _score(module, loader, precision)
+    module.load_state_dict(averaged)
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    return report
 
 
 @torch.no_grad()
@@ -266,17 +321,23 @@ def run_training(cfg: Config, *, progress: bool = True) -> TrainResult:
         else:
             train_loader, val_loader = dm.train_dataloader(), dm.val_dataloader()
         trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
+        ema = _ema_check(module, trainer, val_loader, cfg.train.precision)
         _restore_best(module, trainer)
-        seconds = time.perf_counter() - t0
+        # the side-by-side EMA check is not training time
+        seconds = time.perf_counter() - t0 - (ema["seconds"] if ema else 0.0)
         n_seen = len(dm.train_set) * (trainer.current_epoch or phase.epochs)
         phases_report.append({
             "name": phase.name, "train": phase.train, "cached_features": cached,
             "epochs_run": int(trainer.current_epoch), "seconds": round(seconds, 1),
             "train_images_per_s": round(n_seen / max(seconds, 1e-9), 1),
             "peak_rss_mb": round(_peak_rss_mb(), 1)})
+        if ema:
+            phases_report[-1]["ema"] = {"decay": phase.ema_decay, **ema}
         epoch_offset += trainer.current_epoch
 
-    report = _final_report(cfg, model, dm, phases_report, time.perf_counter() - started)
+    checks = sum(p.get("ema", {}).get("seconds", 0.0) for p in phases_report)
+    report = _final_report(cfg, model, dm, phases_report,
+                           time.perf_counter() - started - checks)
     _save_checkpoint(run_dir, model, dm, cfg, model_kwargs, meta_dim)
     history = pd.DataFrame(rows)
     atomic_write_text(run_dir / "metrics.csv", history.to_csv(index=False))
