@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 from dermsight.config import LossConfig, PhaseConfig, load_config
 from dermsight.models import create_model
 from dermsight.train.module import DermModule
-from dermsight.train.run import _ema_check, _History, _trainer
+from dermsight.train.run import _ema_check, _History, _quiet_lightning, _trainer
 
 C = 3
 
@@ -27,6 +27,7 @@ def _loader(n=16, seed=0):
 
 @pytest.mark.slow
 def test_ema_phase_validates_checkpoints_and_ends_on_the_averaged_weights(tmp_path):
+    _quiet_lightning()  # frozen BatchNorm layers stay in eval mode on purpose
     torch.manual_seed(0)
     model = create_model("dermnet", backbone="efficientnet_lite0", num_classes=C, meta_dim=0,
                          pretrained=False, fusion="none")
