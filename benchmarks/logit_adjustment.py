@@ -38,11 +38,8 @@ def adjust(logits: np.ndarray, log_prior: np.ndarray, tau: float) -> np.ndarray:
 
 
 def score(y: np.ndarray, probs: np.ndarray) -> dict:
-    summary = metrics.classification_summary(y, probs)
-    pred = probs.argmax(1)
-    recall = [float((pred[y == c] == c).mean()) if (y == c).any() else float("nan")
-              for c in range(probs.shape[1])]
-    return {**summary, "recall": recall}
+    recall = [row["recall"] for row in metrics.per_class(y, probs).values()]
+    return {**metrics.classification_summary(y, probs), "recall": recall}
 
 
 def _pick(y, logits, log_prior, idx, taus, max_drop) -> tuple[float, float]:
@@ -64,16 +61,16 @@ def cross_fit(y, logits, log_prior, taus, *, max_drop: float, splits: int, seed:
     for s in range(splits):
         folds = StratifiedKFold(n_splits=2, shuffle=True, random_state=seed + s)
         for fit, held in folds.split(np.zeros(len(y)), y):
+            base = adjust(logits[held], log_prior, 0.0)
+            at_0 = {"accuracy_at_0": metrics.accuracy(y[held], base),
+                    "balanced_accuracy_at_0": metrics.balanced_accuracy(y[held], base)}
             picks = _pick(y, logits, log_prior, fit, taus, max_drop)
             for name, tau in zip(rows, picks):
                 pred = adjust(logits[held], log_prior, tau)
-                base = adjust(logits[held], log_prior, 0.0)
                 rows[name].append({
                     "tau": tau,
                     "accuracy": metrics.accuracy(y[held], pred),
-                    "balanced_accuracy": metrics.balanced_accuracy(y[held], pred),
-                    "accuracy_at_0": metrics.accuracy(y[held], base),
-                    "balanced_accuracy_at_0": metrics.balanced_accuracy(y[held], base)})
+                    "balanced_accuracy": metrics.balanced_accuracy(y[held], pred), **at_0})
     out = {}
     for name, values in rows.items():
         keys = values[0].keys()
