@@ -53,3 +53,19 @@ def test_root_required_except_for_synthetic():
     assert load_config().prepare.resolved_root().endswith("synthetic")
     with pytest.raises(ConfigError, match="needs a dataset root"):
         load_config(None, ["prepare.source=ham10000"]).prepare.resolved_root()
+
+
+def test_tta_modes_and_the_bool_of_older_configs():
+    assert load_config(None, ["train.tta=true"]).train.tta == "hflip"
+    assert load_config(None, ["train.tta=false"]).train.tta == "none"
+    assert load_config(None, ["train.tta=d4"]).train.tta == "d4"
+    with pytest.raises(ConfigError, match="train.tta.*none, hflip, flips, d4"):
+        load_config(None, ["train.tta=sideways"])
+
+
+@pytest.mark.parametrize("override,field", [("data.augment.rotate90=0.5", "data.augment.rotate90"),
+                                            ("train.tta=d4", "train.tta d4")])
+def test_quarter_turns_need_a_square_input(override, field):
+    with pytest.raises(ConfigError, match=f"{field} needs a square data.input_size"):
+        load_config(None, ["data.input_size=[64, 96]", override])
+    load_config(None, ["data.input_size=[64, 64]", override])  # square: fine

@@ -136,9 +136,9 @@ def evaluate(
     cam: Annotated[bool, typer.Option("--cam/--no-cam", help="Grad-CAM explanations.")] = True,
     cam_samples: Annotated[int, typer.Option(help="Images in the seeded Grad-CAM sample.")]
     = 200,
-    tta: Annotated[bool | None, typer.Option(
-        "--tta/--no-tta", help="Flip test-time augmentation (default: as trained).",
-        show_default=False)] = None,
+    tta: Annotated[str | None, typer.Option(
+        "--tta", help="Test-time augmentation: none, hflip, flips (h, v, both) or d4 (flips and "
+        "90-degree turns; square inputs). Default: as trained.", show_default=False)] = None,
     workers: Annotated[int, typer.Option(help="DataLoader / measuring processes.")] = 2,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
     recalibrate: Annotated[bool, typer.Option(

@@ -10,11 +10,32 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from dermsight.data.augment import AugmentConfig
 from dermsight.errors import ConfigError
 from dermsight.features.quality import QualityThresholds
+
+TTA_MODES = ("none", "hflip", "flips", "d4")
+TTAMode = Literal["none", "hflip", "flips", "d4"]
+
+
+def tta_mode(value: Any) -> str:
+    """A test-time augmentation setting as one of :data:`TTA_MODES`.
+
+    ``"none"`` one view; ``"hflip"`` + the horizontal flip (2 views); ``"flips"`` + the vertical
+    flip and both (4 views, rotation by 180° included); ``"d4"`` + the transposes of those (8 views:
+    every flip and rotation by 90°, square inputs only). Older configs and calibration files
+    wrote a bool: ``True`` is ``"hflip"``, ``False`` / ``None`` is ``"none"``.
+    """
+    if value is None or value is False:
+        return "none"
+    if value is True:
+        return "hflip"
+    if isinstance(value, str) and value.strip().lower() in TTA_MODES:
+        return value.strip().lower()
+    raise ValueError(f"test-time augmentation must be one of {', '.join(TTA_MODES)} "
+                     f"(or true / false), got {value!r}")
 
 
 class _Strict(BaseModel):
@@ -192,7 +213,14 @@ class TrainConfig(_Strict):
     phases: list[PhaseConfig] = Field(default_factory=_default_phases)
     monitor: Literal["val_balanced_accuracy", "val_accuracy", "val_auroc_macro",
                      "val_f1_macro", "val_loss"] = "val_balanced_accuracy"
-    tta: bool = Field(False, description="average predictions over a horizontal flip")
+    tta: TTAMode = Field("none", description="test-time augmentation for validation and the "
+                         "report: none, hflip (2 views), flips (4: h, v, both) or d4 (8: flips "
+                         "and 90-degree rotations, square input_size only); true = hflip")
+
+    @field_validator("tta", mode="before")
+    @classmethod
+    def _tta(cls, value: Any) -> str:
+        return tta_mode(value)
     accelerator: str = "auto"
     devices: int | str = "auto"
     num_nodes: int = Field(1, ge=1)
@@ -214,6 +242,17 @@ class Config(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _square_only(self) -> Config:
+        size = self.data.input_size
+        if size is not None and size[0] != size[1]:
+            if self.data.augment.rotate90 > 0:
+                raise ValueError(f"data.augment.rotate90 needs a square data.input_size, got "
+                                 f"{list(size)}: a 90-degree turn would change the shape")
+            if self.train.tta == "d4":
+                raise ValueError(f"train.tta d4 needs a square data.input_size, got {list(size)}")
+        return self
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

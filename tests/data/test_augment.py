@@ -52,3 +52,20 @@ def test_everything_off_but_enabled_only_crops():
     img = image()
     out = build_train_augment(cfg, (60, 80), seed=0)(img)
     assert np.array_equal(out, img)
+
+
+def test_rotate90_draws_every_quarter_turn_on_square_inputs_only():
+    cfg = AugmentConfig(hflip=0, vflip=0, affine_p=0, color_p=0, crop_scale=(1, 1),
+                        crop_ratio=(1, 1), rotate90=1)
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    turns = {k: np.rot90(img, k) for k in range(4)}
+    seen = set()
+    for seed in range(40):
+        out = build_train_augment(cfg, (40, 40), seed=seed)(img)
+        match = [k for k, t in turns.items() if np.array_equal(out, t)]
+        assert len(match) == 1  # a quarter turn of the image, nothing else
+        seen.add(match[0])
+    assert seen == {0, 1, 2, 3}
+    with pytest.raises(ValueError, match="rotate90 needs a square"):
+        build_train_augment(cfg, (40, 56), seed=0)

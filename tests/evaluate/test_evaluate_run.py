@@ -238,3 +238,28 @@ def test_overlap_with_train_splits_the_metrics_by_seen_lesions():
     assert "unseen" not in small and small["seen"]["n"] == 40
     bare = _overlap_with_train(frame[["image_id"]], train, y, probs)
     assert bare["available"] is False and bare["n_same_image"] == 1
+
+
+def test_tta_mode_is_chosen_at_evaluation_and_refits_the_calibration(tiny_run, tmp_path):
+    run = tmp_path / "tiny"
+    shutil.copytree(tiny_run, run)
+    root = str(tiny_run.parent.parent / "synthetic")
+    opts = dict(split="val", cam=False, **FAST)
+    plain = run_evaluate(run, source="synthetic", root=root, options=EvalOptions(tta="none",
+                                                                                 **opts))
+    probs_plain = pd.read_csv(plain.out / "predictions.csv")[plain.report["classes"]]
+    d4 = run_evaluate(run, source="synthetic", root=root, options=EvalOptions(tta="d4", **opts))
+    probs_d4 = pd.read_csv(d4.out / "predictions.csv")[d4.report["classes"]]
+    assert plain.report["tta"] == "none" and d4.report["tta"] == "d4"
+    assert not d4.report["calibration"]["reused"]  # fitted on other probabilities
+    assert json.loads((run / "calibration.json").read_text())["fitted_on"]["tta"] == "d4"
+    assert not np.allclose(probs_plain.to_numpy(), probs_d4.to_numpy())
+    with pytest.raises(ConfigError, match="none, hflip, flips, d4"):
+        run_evaluate(run, source="synthetic", root=root, options=EvalOptions(tta="sideways",
+                                                                             **opts))
+    res = CliRunner().invoke(app, ["evaluate", "--run", str(run), "--source", "synthetic",
+                                   "--root", root, "--split", "val", "--no-cam", "--tta", "flips",
+                                   "--bootstrap", "50", "--workers", "0", "--quiet"])
+    assert res.exit_code == 0, res.output
+    report = json.loads((run / "eval-synthetic-val" / "report.json").read_text())
+    assert report["tta"] == "flips"

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from dermsight.config import LossConfig, PhaseConfig
 from dermsight.models import create_model
-from dermsight.train.module import DermModule, soft_cross_entropy
+from dermsight.train.module import DermModule, forward_tta, soft_cross_entropy, tta_views
 
 C, META = 3, 0
 PHASE = PhaseConfig(name="C", train=["heads", "backbone_top"], epochs=1, lr=1e-3)
@@ -105,3 +105,46 @@ def test_one_cycle_runs_every_step_and_ends_near_zero(total, warmup):
         sched.step()
         lrs.append(opt.param_groups[0]["lr"])
     assert max(lrs) <= 1e-3 + 1e-12 and lrs[-1] < 1e-4
+
+
+@pytest.mark.parametrize("mode,n", [("none", 1), (False, 1), ("hflip", 2), (True, 2),
+                                    ("flips", 4), ("d4", 8)])
+def test_tta_view_counts(mode, n):
+    views = tta_views(torch.randn(2, 3, 8, 8), mode)
+    assert len(views) == n and all(v.shape == (2, 3, 8, 8) for v in views)
+
+
+class _PositionNet(torch.nn.Module):
+    """Not invariant to any flip or turn: a conv followed by a position-dependent linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.fc = torch.nn.Linear(4 * 6 * 6, 3)
+
+    def forward(self, x, meta):
+        return {"diagnosis": self.fc(self.conv(x).flatten(1))}
+
+
+def test_tta_averages_over_a_group_so_the_result_is_invariant_to_it():
+    torch.manual_seed(0)
+    net, x = _PositionNet().eval(), torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        plain = forward_tta(net, x, None, "none")["diagnosis"]
+        flips = forward_tta(net, x, None, "flips")["diagnosis"]
+        d4 = forward_tta(net, x, None, "d4")["diagnosis"]
+        assert torch.equal(plain, net(x, None)["diagnosis"])
+        assert not torch.allclose(plain, flips, atol=1e-3)
+        for g in (lambda t: t.flip(2), lambda t: t.flip(3), lambda t: t.flip(2).flip(3)):
+            assert torch.allclose(forward_tta(net, g(x), None, "flips")["diagnosis"], flips,
+                                  atol=1e-5)
+        turned = lambda t: torch.rot90(t, 1, (2, 3))  # noqa: E731
+        assert not torch.allclose(forward_tta(net, turned(x), None, "flips")["diagnosis"],
+                                  flips, atol=1e-3)
+        for g in (turned, lambda t: t.transpose(2, 3), lambda t: t.flip(3)):
+            assert torch.allclose(forward_tta(net, g(x), None, "d4")["diagnosis"], d4, atol=1e-5)
+        # channels-last inputs give the same average
+        cl = forward_tta(net, x.contiguous(memory_format=torch.channels_last), None, "d4")
+        assert torch.allclose(cl["diagnosis"], d4, atol=1e-5)
+    with pytest.raises(ValueError, match="square"):
+        forward_tta(net, torch.randn(1, 3, 8, 10), None, "d4")

@@ -1,8 +1,9 @@
 """Training augmentation (albumentations), built from the small pydantic ``AugmentConfig``.
 
 Order: random-resized crop to the model input size (so everything after runs on a small image),
-horizontal / vertical flip, rotation + scale (reflect-padded), colour jitter. The result is RGB
-uint8; :class:`~dermsight.data.preprocess.Preprocess` is applied afterwards (with the default
+horizontal / vertical flip, a turn by a multiple of 90° (square inputs, optional), rotation +
+scale (reflect-padded), colour jitter. The result is RGB uint8;
+:class:`~dermsight.data.preprocess.Preprocess` is applied afterwards (with the default
 ``crop_pct=1`` it only normalises the already input-sized image).
 
 Colour jitter changes apparent skin tone: keep ``saturation`` and ``hue`` small (defaults 0.1
@@ -33,6 +34,9 @@ class AugmentConfig(BaseModel):
     enabled: bool = Field(True, description="false: no augmentation at all (evaluation)")
     hflip: float = Field(0.5, ge=0, le=1, description="probability of a horizontal flip")
     vflip: float = Field(0.5, ge=0, le=1, description="probability of a vertical flip")
+    rotate90: float = Field(
+        0.0, ge=0, le=1, description="probability of a rotation by 90, 180 or 270 degrees "
+        "(square inputs only); 1 with the flips draws every orientation equally often")
     rotate_limit: float = Field(
         20.0, ge=0, le=180, description="rotation drawn uniformly in ±rotate_limit degrees")
     scale: tuple[float, float] = Field(
@@ -116,6 +120,10 @@ def build_train_augment(cfg: AugmentConfig | BaseModel | dict | None,
         A.HorizontalFlip(p=cfg.hflip),
         A.VerticalFlip(p=cfg.vflip),
     ]
+    if cfg.rotate90 > 0:
+        if h != w:
+            raise ValueError(f"augment.rotate90 needs a square input size, got {(h, w)}")
+        steps.append(A.RandomRotate90(p=cfg.rotate90))
     if cfg.affine_p > 0 and (cfg.rotate_limit > 0 or tuple(cfg.scale) != (1.0, 1.0)):
         steps.append(A.Affine(scale=tuple(cfg.scale), rotate=(-cfg.rotate_limit, cfg.rotate_limit),
                               border_mode=cv2.BORDER_REFLECT_101, p=cfg.affine_p))

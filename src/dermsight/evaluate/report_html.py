@@ -62,7 +62,8 @@ def render(report: dict, figures: Path) -> str:
         f"{html.escape(report['source'])} / {html.escape(report['split'])}</h1>",
         f"<div class='warn'><b>Not medical advice.</b> {html.escape(report['disclaimer'])}</div>",
         f"<p class='note'>{report['n']} images scored; classes: "
-        f"{html.escape(', '.join(report['classes']))}; test-time flip: {_f(report['tta'])}; "
+        f"{html.escape(', '.join(report['classes']))}; "
+        f"test-time augmentation: {html.escape(str(report['tta']))}; "
         f"dermsight {html.escape(report['dermsight_version'])}, {report['created']}. "
         f"Data: {html.escape(report['data']['origin'])}.</p>",
     ]

@@ -54,6 +54,7 @@ from scipy.special import softmax
 from torch.utils.data import DataLoader
 
 from dermsight import DISCLAIMER, __version__, metrics
+from dermsight.config import tta_mode
 from dermsight.errors import ConfigError, DataError
 from dermsight.evaluate._validate import group_indices
 from dermsight.evaluate.calibration import (
@@ -93,7 +94,7 @@ class EvalOptions:
     seed: int = 0
     cam: bool = True
     cam_samples: int = 200
-    tta: bool | None = None  # None: the run's train.tta
+    tta: str | bool | None = None  # none / hflip / flips / d4; None: the run's train.tta
     workers: int = 0
     batch_size: int = 32
     recalibrate: bool = False
@@ -116,7 +117,7 @@ def _dataset(run, frame: pd.DataFrame, name: str):
 
 
 @torch.no_grad()
-def predict_logits(run, frame: pd.DataFrame, *, tta: bool, batch_size: int = 32,
+def predict_logits(run, frame: pd.DataFrame, *, tta: str | bool, batch_size: int = 32,
                    workers: int = 0, name: str = "dataset", progress: bool = False) -> dict:
     """Diagnosis logits (n, C) float64, lighting scores (n,) or None, labels (n,) and lighting
     targets (n,, NaN = unknown) of ``frame``'s rows, in order."""
@@ -199,6 +200,13 @@ def conformal_from_calibration(calibration: dict) -> ConformalClassifier:
     return conf
 
 
+def _tta_or_none(value) -> str | None:
+    try:
+        return tta_mode(value)
+    except ValueError:
+        return None
+
+
 def _reusable(calibration: dict, want: dict) -> bool:
     """Whether a stored calibration was fitted with the settings in ``want``."""
     if not calibration:
@@ -207,7 +215,7 @@ def _reusable(calibration: dict, want: dict) -> bool:
     return (calibration.get("version") == CALIBRATION_VERSION
             and calibration.get("classes") == want["classes"]
             and f.get("split") == "val" and f.get("n") == want["n"]
-            and f.get("manifest") == want["manifest"] and f.get("tta") == want["tta"]
+            and f.get("manifest") == want["manifest"] and _tta_or_none(f.get("tta")) == want["tta"]
             and c.get("method") == want["method"] and c.get("mode") == want["mode"]
             and abs(float(c.get("target", -1)) - want["target"]) < 1e-9)
 
@@ -544,7 +552,14 @@ def run_evaluate(run_dir: str | Path, *, source: str, root: str | None,
         raise ConfigError(f"{run_path / 'config.yaml'} is missing: without it the run's "
                           "validation split (the calibration set) cannot be found")
     torch.manual_seed(opt.seed)
-    tta = run.config.train.tta if opt.tta is None else bool(opt.tta)
+    try:
+        tta = tta_mode(run.config.train.tta if opt.tta is None else opt.tta)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    size = tuple(run.preprocess.input_size)
+    if tta == "d4" and size[0] != size[1]:
+        raise ConfigError(f"d4 test-time augmentation needs a square input size; this run's is "
+                          f"{list(size)} (use flips)")
     classes = list(run.classes)
     timing = {}
 

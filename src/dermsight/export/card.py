@@ -90,8 +90,10 @@ def render_card(info: dict) -> str:
                          "photos whose tone cannot be measured): "
                          + ", ".join(f"{g} {_num(t)}"
                                      for g, t in conf["group_thresholds"].items()))
-        if (conf.get("fitted_on") or {}).get("tta"):
-            lines.append("- note: temperature and threshold were fitted on flip-TTA "
+        fitted_tta = (conf.get("fitted_on") or {}).get("tta")
+        if fitted_tta not in (None, False, "none"):
+            mode = "flip" if fitted_tta is True else str(fitted_tta)
+            lines.append(f"- note: temperature and threshold were fitted on {mode}-TTA "
                          "probabilities; the exported model runs without TTA")
         if conf.get("val_coverage") is not None:
             lines.append(f"- validation coverage {_pct(conf['val_coverage'])}, mean set size "

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from dermsight import metrics
-from dermsight.config import LossConfig, PhaseConfig
+from dermsight.config import LossConfig, PhaseConfig, tta_mode
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, *,
@@ -39,14 +39,35 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, *,
     return (w * per_sample).sum() / w.sum().clamp_min(1e-8)
 
 
+def tta_views(image: torch.Tensor, tta: str | bool | None) -> list[torch.Tensor]:
+    """The views of a batch ``(N, C, H, W)`` that test-time augmentation ``tta`` averages over
+    (:func:`~dermsight.config.tta_mode`); the first is the batch itself."""
+    mode = tta_mode(tta)
+    views = [image]
+    if mode == "none":
+        return views
+    views.append(torch.flip(image, dims=[3]))
+    if mode in ("flips", "d4"):
+        views += [torch.flip(image, dims=[2]), torch.flip(image, dims=[2, 3])]
+    if mode == "d4":
+        if image.shape[2] != image.shape[3]:
+            raise ValueError(f"d4 test-time augmentation needs square images, got "
+                             f"{tuple(image.shape[2:])}")
+        views += [v.transpose(2, 3) for v in views]
+    return views
+
+
 def forward_tta(model: torch.nn.Module, image: torch.Tensor, meta: torch.Tensor | None,
-                tta: bool) -> dict[str, torch.Tensor]:
-    """``model(image, meta)``; with ``tta`` the logits averaged with a horizontal flip's."""
-    out = model(image, meta)
-    if tta:
-        flipped = model(torch.flip(image, dims=[3]), meta)
-        out = {k: (out[k] + flipped[k]) / 2 for k in out}
-    return out
+                tta: str | bool | None) -> dict[str, torch.Tensor]:
+    """``model(image, meta)``, its outputs (logits) averaged over the views of
+    :func:`tta_views` (one forward pass per view)."""
+    views = tta_views(image, tta)
+    out = model(views[0], meta)
+    for view in views[1:]:
+        more = model(view.contiguous(memory_format=torch.channels_last)
+                     if image.is_contiguous(memory_format=torch.channels_last) else view, meta)
+        out = {k: out[k] + more[k] for k in out}
+    return {k: v / len(views) for k, v in out.items()} if len(views) > 1 else out
 
 
 def lighting_loss(logit: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -62,14 +83,14 @@ class DermModule(L.LightningModule):
 
     def __init__(self, model: torch.nn.Module, *, loss: LossConfig, phase: PhaseConfig,
                  class_weights: np.ndarray | None = None, cached: bool = False,
-                 tta: bool = False, channels_last: bool = False) -> None:
+                 tta: str | bool = "none", channels_last: bool = False) -> None:
         super().__init__()
         self.model = model
         self.channels_last = channels_last
         self.loss_cfg = loss
         self.phase = phase
         self.cached = cached
-        self.tta = tta
+        self.tta = tta_mode(tta)
         weights = torch.as_tensor(class_weights, dtype=torch.float32) \
             if class_weights is not None and loss.class_weights else None
         self.register_buffer("class_weights", weights, persistent=False)
@@ -85,7 +106,7 @@ class DermModule(L.LightningModule):
         image = batch["image"]
         if self.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
-        return forward_tta(self.model, image, meta, self.tta and not self.training)
+        return forward_tta(self.model, image, meta, "none" if self.training else self.tta)
 
     def _losses(self, out: dict, batch: dict) -> dict[str, torch.Tensor]:
         cfg = self.loss_cfg

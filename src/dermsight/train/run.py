@@ -244,7 +244,7 @@ def _ema_check(module: DermModule, trainer: L.Trainer, loader: DataLoader,
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, loader: DataLoader, *, tta: bool = False) -> dict:
+def predict(model: torch.nn.Module, loader: DataLoader, *, tta: str | bool = "none") -> dict:
     """Probabilities, labels and lighting scores over a loader (eval mode)."""
     model.eval()
     out: dict[str, list[np.ndarray]] = {"label": [], "probs": [], "lighting": [],
@@ -312,7 +312,7 @@ def run_training(cfg: Config, *, progress: bool = True) -> TrainResult:
             raise ConfigError(f"train.phases[{phase.name}].cached_features needs train: [heads]")
         t0 = time.perf_counter()
         module = DermModule(model, loss=cfg.loss, phase=phase, class_weights=class_weights,
-                            cached=cached, tta=cfg.train.tta and not cached,
+                            cached=cached, tta="none" if cached else cfg.train.tta,
                             channels_last=cfg.train.channels_last)
         history = _History(phase.name, epoch_offset, rows)
         trainer = _trainer(cfg, phase, run_dir, history)
