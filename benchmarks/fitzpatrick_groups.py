@@ -2,9 +2,11 @@
 95 % bootstrap confidence intervals and the light–dark gap (a preview of `dermsight evaluate`).
 
     python benchmarks/fitzpatrick_groups.py experiments/fitzpatrick17k [--resamples 1000]
+        [--tta none|hflip|flips|d4]
 
 Reads the run's ``checkpoints/best.pt`` and ``config.yaml`` and the prepared manifest the run
-trained on; scores the ``val`` split with the run's preprocessing (and flip TTA if configured).
+trained on; scores the ``val`` split with the run's preprocessing and test-time augmentation
+(``train.tta``, or ``--tta``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 import torch
 
 from dermsight import metrics
-from dermsight.config import load_config
+from dermsight.config import load_config, tta_mode
 from dermsight.data.datamodule import ManifestDataModule
 from dermsight.data.metadata import MetadataEncoder
 from dermsight.data.preprocess import Preprocess
@@ -32,6 +34,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path)
     ap.add_argument("--resamples", type=int, default=1000)
+    ap.add_argument("--tta", help="test-time augmentation (default: the run's train.tta)")
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
     args = ap.parse_args()
     cfg = load_config(args.run / "config.yaml")
@@ -47,7 +50,8 @@ def main() -> None:
     dm = ManifestDataModule(manifest, Preprocess.from_dict(ckpt["preprocess"]),
                             classes=ckpt["classes"], metadata=encoder,
                             eval_batch_size=64, num_workers=cfg.data.num_workers)
-    out = predict(model, dm.val_dataloader(), tta=cfg.train.tta)
+    tta = tta_mode(args.tta or cfg.train.tta)
+    out = predict(model, dm.val_dataloader(), tta=tta)
     fitz = dm.val_set.frame["fitzpatrick"].to_numpy(dtype=float, na_value=np.nan)
     groups = np.array([GROUPS.get(int(f)) if np.isfinite(f) else None for f in fitz],
                       dtype=object)
@@ -55,6 +59,7 @@ def main() -> None:
                            metrics={"accuracy": metrics.accuracy, "f1_macro": metrics.f1_macro},
                            n_resamples=args.resamples, seed=0)
     result["overall"] = metrics.classification_summary(out["label"], out["probs"])
+    result["tta"] = tta
     text = json.dumps(result, indent=2, default=lambda o: list(o) if isinstance(o, tuple)
                       else str(o))
     print(text)

@@ -1,7 +1,8 @@
 """One training step (forward, backward, AdamW) of a backbone on CPU, four ways, side by side.
 
     python benchmarks/train_step.py [--backbone tf_efficientnet_lite0] [--size 160 208]
-        [--batch 32] [--rounds 6] [--inference | --freeze] [--out train_step.json]
+        [--batch 32] [--rounds 6] [--inference | --freeze | --sizes H W H W ...]
+        [--out train_step.json]
 
 Modes: fp32 (NCHW), fp32 channels-last (NHWC), bf16 autocast (NCHW), bf16 autocast
 channels-last — the settings ``train.precision`` (``32-true`` / ``bf16-mixed``) and
@@ -17,6 +18,8 @@ feature caching and per-epoch validation cost).
 sits in front of the backbone, so its gradient needs the backward pass through every block)
 against the top 6/7, 5/7 and 4/7 of the backbone's blocks (``top_fraction`` 0.8 / 0.7 / 0.55
 of a 7-stage EfficientNet) with the colour layer frozen.
+``--sizes``: compare input sizes instead (e.g. ``--sizes 192 256 224 224``), each with the
+HAM10000 config's training step (``DermNet``, top 5 of 7 blocks, bf16 channels-last).
 bf16 is fast only on CPUs with AVX512-BF16 or AMX; without them it is much slower.
 """
 
@@ -52,16 +55,31 @@ def main() -> None:
                     help="forward only (eval mode, no gradients) instead of a training step")
     ap.add_argument("--freeze", action="store_true",
                     help="compare trainable parameter groups (bf16 channels-last) instead")
+    ap.add_argument("--sizes", type=int, nargs="+", metavar="H W",
+                    help="compare input sizes (H W pairs) with the HAM10000 config's step")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
-    if args.inference and args.freeze:
-        ap.error("--inference and --freeze exclude each other")
+    if sum(map(bool, (args.inference, args.freeze, args.sizes))) > 1:
+        ap.error("--inference, --freeze and --sizes exclude each other")
+    if args.sizes and len(args.sizes) % 2:
+        ap.error("--sizes takes pairs: H W [H W ...]")
 
     torch.manual_seed(0)
     x = torch.randn(args.batch, 3, *args.size)
     y = torch.randint(0, args.classes, (args.batch,))
     setups = {}
-    if args.freeze:
+    if args.sizes:
+        from dermsight.models.dermnet import DermNet
+
+        base = DermNet(args.backbone, args.classes, pretrained=False, lighting_head=False)
+        for h, w in zip(args.sizes[::2], args.sizes[1::2]):
+            model = copy.deepcopy(base).to(memory_format=torch.channels_last)
+            model.set_trainable(["heads", "backbone_top"], 0.7)
+            model.train()
+            params = [p for p in model.parameters() if p.requires_grad]
+            xx = torch.randn(args.batch, 3, h, w).contiguous(memory_format=torch.channels_last)
+            setups[f"{h}x{w}"] = (model, torch.optim.AdamW(params, 1e-4), xx, True)
+    elif args.freeze:
         from dermsight.models.dermnet import PARAMETER_GROUPS, DermNet
 
         base = DermNet(args.backbone, args.classes, pretrained=False, lighting_head=False)
@@ -111,12 +129,14 @@ def main() -> None:
     result = {"backbone": args.backbone, "size": list(args.size), "batch": args.batch,
               "what": "inference" if args.inference else
               "training step by trainable groups, bf16 channels-last" if args.freeze else
+              "training step by input size, top_fraction 0.7, bf16 channels-last" if args.sizes
+              else
               "training step",
               "rounds": args.rounds, "threads": torch.get_num_threads(),
               "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
               "speedup_over": names[0], "modes": {}}
-    print(f"{result['what']}: {args.backbone}, batch {args.batch} at "
-          f"{args.size[0]}x{args.size[1]}, "
+    at = "the sizes below" if args.sizes else f"{args.size[0]}x{args.size[1]}"
+    print(f"{result['what']}: {args.backbone}, batch {args.batch} at {at}, "
           f"{torch.get_num_threads()} threads, median of {args.rounds} interleaved rounds")
     for name in names:
         med = float(np.median(times[name]))
