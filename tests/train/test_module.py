@@ -148,3 +148,12 @@ def test_tta_averages_over_a_group_so_the_result_is_invariant_to_it():
         assert torch.allclose(cl["diagnosis"], d4, atol=1e-5)
     with pytest.raises(ValueError, match="square"):
         forward_tta(net, torch.randn(1, 3, 8, 10), None, "d4")
+
+
+def test_each_tta_mode_is_a_prefix_of_the_next():
+    """benchmarks/tta.py scores every mode from one pass over the d4 views on this property."""
+    x = torch.randn(2, 3, 6, 6)
+    d4 = tta_views(x, "d4")
+    for mode in ("none", "hflip", "flips"):
+        views = tta_views(x, mode)
+        assert all(torch.equal(a, b) for a, b in zip(views, d4[:len(views)], strict=True))
