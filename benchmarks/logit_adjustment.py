@@ -25,9 +25,7 @@ import numpy as np
 from scipy.special import log_softmax
 
 from dermsight import metrics
-from dermsight.evaluate.run import predict_logits
-from dermsight.train.checkpoint import load_run
-from dermsight.train.run import load_manifest
+from dermsight.evaluate.run import load_run_manifest, predict_logits
 
 TAUS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 
@@ -90,10 +88,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
     args = ap.parse_args()
 
-    run = load_run(args.run)
-    if run.config is None:
-        raise SystemExit(f"{args.run} has no config.yaml: a run folder is needed")
-    manifest = load_manifest(run.config, progress=False)
+    run, manifest = load_run_manifest(args.run)
     train = manifest[manifest["split"] == "train"]
     val = manifest[manifest["split"] == "val"].reset_index(drop=True)
     counts = train["label"].value_counts().reindex(run.classes).fillna(0).to_numpy(float)

@@ -28,9 +28,8 @@ from torch.utils.data import DataLoader
 
 from dermsight import metrics
 from dermsight.data.dataset import ManifestDataset
-from dermsight.train.checkpoint import load_run
+from dermsight.evaluate.run import load_run_manifest
 from dermsight.train.module import tta_views
-from dermsight.train.run import load_manifest
 
 MODES = {"none": 1, "hflip": 2, "flips": 4, "d4": 8}
 
@@ -73,10 +72,7 @@ def main() -> None:
     args = ap.parse_args()
 
     torch.set_grad_enabled(False)
-    run = load_run(args.run)
-    if run.config is None:
-        raise SystemExit(f"{args.run} has no config.yaml: a run folder is needed")
-    manifest = load_manifest(run.config, progress=False)
+    run, manifest = load_run_manifest(args.run)
     val = manifest[manifest["split"] == "val"].reset_index(drop=True)
     h, w = run.preprocess.input_size
     logits, y, seconds = view_logits(run, val, square=h == w, batch_size=args.batch_size,

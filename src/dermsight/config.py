@@ -38,6 +38,14 @@ def tta_mode(value: Any) -> str:
                      f"(or true / false), got {value!r}")
 
 
+def tta_or_none(value: Any) -> str | None:
+    """:func:`tta_mode` of a stored value, or None when it is not a TTA setting at all."""
+    try:
+        return tta_mode(value)
+    except ValueError:
+        return None
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 

@@ -54,7 +54,7 @@ from scipy.special import softmax
 from torch.utils.data import DataLoader
 
 from dermsight import DISCLAIMER, __version__, metrics
-from dermsight.config import tta_mode
+from dermsight.config import tta_mode, tta_or_none
 from dermsight.errors import ConfigError, DataError
 from dermsight.evaluate._validate import group_indices
 from dermsight.evaluate.calibration import (
@@ -114,6 +114,18 @@ def _dataset(run, frame: pd.DataFrame, name: str):
     from dermsight.data.dataset import ManifestDataset
 
     return ManifestDataset(frame, run.classes, run.preprocess, encoder=run.encoder, name=name)
+
+
+def load_run_manifest(run_dir: str | Path):
+    """A trained run folder and the prepared manifest (every split) it trained on."""
+    from dermsight.train.checkpoint import load_run
+    from dermsight.train.run import load_manifest
+
+    run = load_run(run_dir)
+    if run.config is None:
+        raise ConfigError(f"{Path(run_dir) / 'config.yaml'} is missing: without it the run's "
+                          "prepared manifest cannot be found")
+    return run, load_manifest(run.config, progress=False)
 
 
 @torch.no_grad()
@@ -200,13 +212,6 @@ def conformal_from_calibration(calibration: dict) -> ConformalClassifier:
     return conf
 
 
-def _tta_or_none(value) -> str | None:
-    try:
-        return tta_mode(value)
-    except ValueError:
-        return None
-
-
 def _reusable(calibration: dict, want: dict) -> bool:
     """Whether a stored calibration was fitted with the settings in ``want``."""
     if not calibration:
@@ -215,7 +220,7 @@ def _reusable(calibration: dict, want: dict) -> bool:
     return (calibration.get("version") == CALIBRATION_VERSION
             and calibration.get("classes") == want["classes"]
             and f.get("split") == "val" and f.get("n") == want["n"]
-            and f.get("manifest") == want["manifest"] and _tta_or_none(f.get("tta")) == want["tta"]
+            and f.get("manifest") == want["manifest"] and tta_or_none(f.get("tta")) == want["tta"]
             and c.get("method") == want["method"] and c.get("mode") == want["mode"]
             and abs(float(c.get("target", -1)) - want["target"]) < 1e-9)
 

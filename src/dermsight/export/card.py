@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 from dermsight import DISCLAIMER
+from dermsight.config import tta_or_none
 from dermsight.io import atomic_write_text
 
 
@@ -90,9 +91,8 @@ def render_card(info: dict) -> str:
                          "photos whose tone cannot be measured): "
                          + ", ".join(f"{g} {_num(t)}"
                                      for g, t in conf["group_thresholds"].items()))
-        fitted_tta = (conf.get("fitted_on") or {}).get("tta")
-        if fitted_tta not in (None, False, "none"):
-            mode = "flip" if fitted_tta is True else str(fitted_tta)
+        mode = tta_or_none((conf.get("fitted_on") or {}).get("tta"))
+        if mode not in (None, "none"):
             lines.append(f"- note: temperature and threshold were fitted on {mode}-TTA "
                          "probabilities; the exported model runs without TTA")
         if conf.get("val_coverage") is not None:

@@ -62,10 +62,11 @@ def forward_tta(model: torch.nn.Module, image: torch.Tensor, meta: torch.Tensor 
     """``model(image, meta)``, its outputs (logits) averaged over the views of
     :func:`tta_views` (one forward pass per view)."""
     views = tta_views(image, tta)
+    layout = torch.channels_last if image.is_contiguous(memory_format=torch.channels_last) \
+        else torch.contiguous_format  # a transposed view keeps the batch's memory layout
     out = model(views[0], meta)
     for view in views[1:]:
-        more = model(view.contiguous(memory_format=torch.channels_last)
-                     if image.is_contiguous(memory_format=torch.channels_last) else view, meta)
+        more = model(view.contiguous(memory_format=layout), meta)
         out = {k: out[k] + more[k] for k in out}
     return {k: v / len(views) for k, v in out.items()} if len(views) > 1 else out
 
