@@ -61,6 +61,9 @@ def test_init_from_starts_where_the_run_ended(tiny_run, tiny_train):
     cfg = load_config(None, [*common, "train.run_name=continued", f"train.init_from={tiny_run}",
                              "train.phases=[{name: A, train: [heads], epochs: 1, lr: 1e-9}]"])
     continued = run_training(cfg, progress=False)
+    note = (continued.run_dir / "weights.txt").read_text()
+    assert f"weights of the earlier run {tiny_run}" in note
+    assert "packaged ImageNet" not in note
     before = load_run(tiny_run).model.state_dict()
     after = load_run(continued.run_dir).model.state_dict()
     # a vanishing learning rate: the continued run holds the first run's weights
