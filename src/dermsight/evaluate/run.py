@@ -439,7 +439,7 @@ def _centroid_offset(cams, masks) -> list[float]:
     return [float(v) for v in np.mean(offsets, axis=0)] if offsets else [None, None]
 
 
-def _explain(run, frame, y, probs, *, samples: int, seed: int) -> tuple[dict, dict]:
+def explain_sample(run, frame, y, probs, *, samples: int, seed: int) -> tuple[dict, dict]:
     """Grad-CAM on a seeded sample: localisation scores and what the overlay figure needs."""
     from dermsight.evaluate.explain import (
         cam_target_layer,
@@ -669,7 +669,8 @@ def run_evaluate(run_dir: str | Path, *, source: str, root: str | None,
     explain, panels = ({"skipped": "--no-cam"}, {})
     if opt.cam and opt.cam_samples > 0:
         t0 = time.perf_counter()
-        explain, panels = _explain(run, frame, y, probs, samples=opt.cam_samples, seed=opt.seed)
+        explain, panels = explain_sample(run, frame, y, probs, samples=opt.cam_samples,
+                                         seed=opt.seed)
         timing["cam_seconds"] = round(time.perf_counter() - t0, 1)
     galleries = _galleries(probs, y, frame, classes, sets)
     own_source = source == run.config.data.source
