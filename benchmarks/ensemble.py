@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from dermsight import metrics
+from dermsight.evaluate.fairness import bootstrap_ci
 
 METRICS = {"accuracy": metrics.accuracy, "balanced_accuracy": metrics.balanced_accuracy,
            "f1_macro": metrics.f1_macro, "auroc_macro": metrics.auroc_macro}
@@ -49,12 +50,11 @@ def class_columns(table: pd.DataFrame) -> list[str]:
 
 
 def paired_ci(y, probs, base, fn, *, resamples: int, seed: int) -> list[float]:
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(resamples):
-        idx = rng.integers(0, len(y), len(y))
-        diffs.append(fn(y[idx], probs[idx]) - fn(y[idx], base[idx]))
-    return [float(q) for q in np.quantile(diffs, [0.025, 0.975])]
+    """Paired percentile-bootstrap 95 % interval of fn(probs) - fn(base): the same resampled
+    photos for both."""
+    ci = bootstrap_ci(lambda yy, a, b: fn(yy, a) - fn(yy, b), y, probs, base,
+                      n_resamples=resamples, seed=seed)
+    return [float(v) for v in ci]
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 
 from dermsight import metrics
 from dermsight.data.dataset import ManifestDataset
+from dermsight.evaluate.fairness import bootstrap_ci
 from dermsight.evaluate.run import load_run_manifest
 from dermsight.train.module import tta_views
 
@@ -53,12 +54,11 @@ def view_logits(run, frame, *, square: bool, batch_size: int, workers: int) -> t
 
 
 def paired_ci(y, probs, base, fn, *, resamples: int, seed: int) -> list[float]:
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(resamples):
-        idx = rng.integers(0, len(y), len(y))
-        diffs.append(fn(y[idx], probs[idx]) - fn(y[idx], base[idx]))
-    return [float(q) for q in np.quantile(diffs, [0.025, 0.975])]
+    """Paired percentile-bootstrap 95 % interval of fn(probs) - fn(base): the same resampled
+    photos for both."""
+    ci = bootstrap_ci(lambda yy, a, b: fn(yy, a) - fn(yy, b), y, probs, base,
+                      n_resamples=resamples, seed=seed)
+    return [float(v) for v in ci]
 
 
 def main() -> None:
