@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from dermsight import metrics
-from dermsight.evaluate.fairness import bootstrap_ci
+from dermsight.evaluate.fairness import paired_bootstrap_ci
 
 METRICS = {"accuracy": metrics.accuracy, "balanced_accuracy": metrics.balanced_accuracy,
            "f1_macro": metrics.f1_macro, "auroc_macro": metrics.auroc_macro}
@@ -47,14 +47,6 @@ def read_predictions(path: Path, eval_name: str) -> tuple[str, pd.DataFrame]:
 def class_columns(table: pd.DataFrame) -> list[str]:
     cols = list(table.columns)
     return cols[cols.index("label") + 1: cols.index("prediction")]
-
-
-def paired_ci(y, probs, base, fn, *, resamples: int, seed: int) -> list[float]:
-    """Paired percentile-bootstrap 95 % interval of fn(probs) - fn(base): the same resampled
-    photos for both."""
-    ci = bootstrap_ci(lambda yy, a, b: fn(yy, a) - fn(yy, b), y, probs, base,
-                      n_resamples=resamples, seed=seed)
-    return [float(v) for v in ci]
 
 
 def main() -> None:
@@ -93,8 +85,8 @@ def main() -> None:
     for key, fn in METRICS.items():
         best = max(range(len(probs)), key=lambda i: rows[i][key])
         ens[f"{key}_gain"] = ens[key] - rows[best][key]
-        ens[f"{key}_gain_ci95"] = paired_ci(y, mean, probs[best], fn,
-                                            resamples=args.resamples, seed=args.seed)
+        ens[f"{key}_gain_ci95"] = list(paired_bootstrap_ci(
+            fn, y, mean, probs[best], n_resamples=args.resamples, seed=args.seed))
         ens[f"{key}_best_member"] = rows[best]["member"]
     rows.append(ens)
 

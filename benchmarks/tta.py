@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 
 from dermsight import metrics
 from dermsight.data.dataset import ManifestDataset
-from dermsight.evaluate.fairness import bootstrap_ci
+from dermsight.evaluate.fairness import paired_bootstrap_ci
 from dermsight.evaluate.run import load_run_manifest
 from dermsight.train.module import tta_views
 
@@ -51,14 +51,6 @@ def view_logits(run, frame, *, square: bool, batch_size: int, workers: int) -> t
             out[k].append(model(view.contiguous(), meta)["diagnosis"].double().numpy())
             seconds[k] += time.perf_counter() - t0
     return np.stack([np.concatenate(v) for v in out]), ds.labels.astype(np.int64), seconds
-
-
-def paired_ci(y, probs, base, fn, *, resamples: int, seed: int) -> list[float]:
-    """Paired percentile-bootstrap 95 % interval of fn(probs) - fn(base): the same resampled
-    photos for both."""
-    ci = bootstrap_ci(lambda yy, a, b: fn(yy, a) - fn(yy, b), y, probs, base,
-                      n_resamples=resamples, seed=seed)
-    return [float(v) for v in ci]
 
 
 def main() -> None:
@@ -89,8 +81,8 @@ def main() -> None:
             for name, fn in (("accuracy", metrics.accuracy),
                              ("balanced_accuracy", metrics.balanced_accuracy)):
                 row[f"{name}_gain"] = row[name] - fn(y, base)
-                row[f"{name}_gain_ci95"] = paired_ci(y, probs, base, fn,
-                                                     resamples=args.resamples, seed=args.seed)
+                row[f"{name}_gain_ci95"] = list(paired_bootstrap_ci(
+                    fn, y, probs, base, n_resamples=args.resamples, seed=args.seed))
         rows.append(row)
     result = {"run": str(args.run), "split": "val", "n": int(len(y)),
               "input_size": [h, w], "precision": "fp32", "modes": rows}

@@ -9,6 +9,7 @@ from dermsight.evaluate.fairness import (
     bootstrap_ci,
     group_metrics,
     ita_groups,
+    paired_bootstrap_ci,
 )
 from dermsight.features.skintone import ita_category, tone_bucket
 from dermsight.metrics import accuracy, binary_auroc
@@ -59,6 +60,15 @@ def test_bootstrap_skips_undefined_resamples():
     assert 0 < ci.n_skipped < 200 and ci == (1.0, 1.0)
     ci = bootstrap_ci(binary_auroc, np.zeros(5), np.zeros(5), n_resamples=20)
     assert ci.n_skipped == 20 and np.isnan(ci.low) and np.isnan(ci.high)
+
+
+def test_paired_bootstrap_ci_draws_the_same_rows_for_both():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 200)
+    a, b = rng.dirichlet(np.ones(3), 200), rng.dirichlet(np.ones(3), 200)
+    assert tuple(paired_bootstrap_ci(accuracy, y, a, a, n_resamples=50)) == (0.0, 0.0)
+    low, high = paired_bootstrap_ci(accuracy, y, a, b, n_resamples=200, seed=1)
+    assert low <= accuracy(y, a) - accuracy(y, b) <= high
 
 
 def test_group_metrics_flags_small_groups_and_ranks_the_rest():

@@ -102,6 +102,14 @@ def bootstrap_ci(metric_fn: Callable, *arrays, n_resamples: int = 1000, seed: in
     return _interval(stats, alpha, n_resamples)
 
 
+def paired_bootstrap_ci(metric_fn: Callable, y_true, probs, base, *, n_resamples: int = 1000,
+                        seed: int = 0, alpha: float = 0.05) -> ConfidenceInterval:
+    """Bootstrap interval of ``metric_fn(y, probs) − metric_fn(y, base)`` for two predictions of
+    the same rows, each resample drawing the same rows for both (:func:`bootstrap_ci`)."""
+    return bootstrap_ci(lambda y, a, b: metric_fn(y, a) - metric_fn(y, b), y_true, probs, base,
+                        n_resamples=n_resamples, seed=seed, alpha=alpha)
+
+
 def group_metrics(y_true, probs, groups, *, metrics: dict[str, Callable] | None = None,
                   n_resamples: int = 1000, seed: int = 0, min_n: int = 30,
                   gap_metric: str = "accuracy") -> dict:
