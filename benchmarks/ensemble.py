@@ -23,7 +23,9 @@ import numpy as np
 import pandas as pd
 
 from dermsight import metrics
+from dermsight.errors import DataError
 from dermsight.evaluate.fairness import paired_bootstrap_ci
+from dermsight.io import read_csv
 
 METRICS = {"accuracy": metrics.accuracy, "balanced_accuracy": metrics.balanced_accuracy,
            "f1_macro": metrics.f1_macro, "auroc_macro": metrics.auroc_macro}
@@ -34,10 +36,11 @@ def read_predictions(path: Path, eval_name: str) -> tuple[str, pd.DataFrame]:
     csv = path if path.suffix == ".csv" else path / eval_name / "predictions.csv"
     if not csv.is_file():
         raise SystemExit(f"{csv}: no predictions (run `dermsight evaluate --run {path}` first)")
-    table = pd.read_csv(csv, dtype={"image_id": str})
-    missing = {"image_id", "label", "prediction"} - set(table.columns)
-    if missing:
-        raise SystemExit(f"{csv}: missing column(s) {sorted(missing)}")
+    try:
+        table = read_csv(str(csv), source="ensemble", required=["image_id", "label", "prediction"],
+                         dtype={"image_id": str})
+    except DataError as exc:
+        raise SystemExit(str(exc)) from None
     if table["image_id"].duplicated().any():
         raise SystemExit(f"{csv}: image_id is not unique")
     name = csv.parent.parent.name if path.suffix != ".csv" else str(csv)

@@ -431,15 +431,16 @@ def _save_checkpoint(run_dir: Path, model, dm, cfg: Config, model_kwargs: dict,
 
 def _weights_note(cfg: Config, run_dir: Path) -> str:
     pretrained = cfg.model.pretrained
-    origin = "the packaged ImageNet weights" if pretrained is True else (
-        "random initialisation" if pretrained is False else str(pretrained))
-    note = (
+    if cfg.train.init_from:
+        origin = (f"Model: {cfg.model.backbone}, initialised from the weights of the earlier run "
+                  f"{cfg.train.init_from} (train.init_from): rebuild that run first, as its own "
+                  "weights.txt says.")
+    else:
+        weights = "the packaged ImageNet weights" if pretrained is True else (
+            "random initialisation" if pretrained is False else str(pretrained))
+        origin = f"Backbone: {cfg.model.backbone}, initialised from {weights}."
+    return (
         "The weights of this run are in checkpoints/best.pt, which is never committed.\n"
         "Rebuild them with the project's own code (same seed, same metrics):\n\n"
-        f"    dermsight train --config {run_dir / 'config.yaml'} --run-name {run_dir.name}\n\n")
-    if cfg.train.init_from:
-        return note + (
-            f"Model: {cfg.model.backbone}, initialised from the weights of the earlier run "
-            f"{cfg.train.init_from} (train.init_from): rebuild that run first, as its own "
-            "weights.txt says.\n")
-    return note + f"Backbone: {cfg.model.backbone}, initialised from {origin}.\n"
+        f"    dermsight train --config {run_dir / 'config.yaml'} --run-name {run_dir.name}\n\n"
+        f"{origin}\n")
