@@ -143,6 +143,15 @@ class DataConfig(_Strict):
     lighting_degrade_p: float = Field(
         0.3, ge=0, le=1, description="share of training images degraded on the fly")
     meta_dropout: float = Field(0.15, ge=0, le=1, description="per-field metadata dropout")
+    quality_labels: Literal["prepare", "degradations"] = Field(
+        "prepare", description="what the photo-quality head learns from besides the on-the-fly "
+        "degradations: prepare's lighting_ok checks, or nothing (every undegraded training photo "
+        "counts as acceptable: for curated photos whose checks are biased, e.g. by skin tone)")
+    label_groups: list[list[str]] = Field(
+        default_factory=list, description="groups of near-synonym classes (e.g. [acne, "
+        "acne-vulgaris]); group_smoothing moves that share of each training target's weight "
+        "evenly onto the other classes of its group")
+    group_smoothing: float = Field(0.0, ge=0, lt=1)
 
 
 class ModelConfig(_Strict):

@@ -137,3 +137,32 @@ def test_unreadable_image_error_names_the_file(manifest, classes, tmp_path):
     frame.loc[0, "image_uri"] = str(tmp_path / "gone.png")
     with pytest.raises(DataError, match="gone.png"):
         ManifestDataset(frame, classes, PRE)[0]
+
+
+def test_quality_labels_from_degradations_only(manifest, classes):
+    assert (~manifest["lighting_ok"].astype("boolean").fillna(True)).any()  # prepare flags some
+    ds = ManifestDataset(manifest, classes, PRE, quality_labels="degradations")
+    assert all(ds[i]["lighting"].item() == 0.0 for i in range(len(ds)))
+    degraded = ManifestDataset(manifest, classes, PRE, quality_labels="degradations",
+                               lighting_degrade_p=1.0, seed=1)
+    items = [degraded[i] for i in range(len(degraded))]
+    assert all(it["lighting"].item() == it["degraded"].item() for it in items)
+    assert any(it["degraded"].item() == 1.0 for it in items)
+    with pytest.raises(ValueError, match="quality_labels"):
+        ManifestDataset(manifest, classes, PRE, quality_labels="ita")
+
+
+def test_target_transform_smooths_within_groups(manifest, classes):
+    from dermsight.data.targets import group_smoothing_matrix
+
+    matrix = group_smoothing_matrix(classes, [[classes[0], classes[1]]], 0.2)
+    ds = ManifestDataset(manifest, classes, PRE, target_transform=matrix)
+    plain = ManifestDataset(manifest, classes, PRE)
+    for i in range(len(ds)):
+        label = int(plain[i]["label"])
+        target = ds[i]["target"].numpy()
+        assert int(ds[i]["label"]) == label and np.isclose(target.sum(), 1.0)
+        if label in (0, 1):
+            assert np.allclose(target[[label, 1 - label, 2]], [0.8, 0.2, 0.0])
+        else:
+            assert np.allclose(target, plain[i]["target"].numpy())

@@ -69,3 +69,20 @@ def test_balanced_weights_equalise_groups_with_cap():
     assert np.isclose(capped.max() / capped.min(), 2.0)  # 'a/<missing>' is 5x rarer, capped
     with pytest.raises(DataError, match="tone_bucket"):
         balanced_sampler_weights(frame.drop(columns="tone_bucket"), CLASSES)
+
+
+def test_group_smoothing_matrix_moves_weight_within_groups_only():
+    from dermsight.data.targets import group_smoothing_matrix
+
+    classes = ["a", "b", "c", "d", "e"]
+    m = group_smoothing_matrix(classes, [["a", "b", "c"], ["d", "e"]], 0.3)
+    assert np.allclose(m.sum(axis=1), 1.0)
+    assert np.allclose(m[0], [0.7, 0.15, 0.15, 0, 0])
+    assert np.allclose(m[4], [0, 0, 0, 0.3, 0.7])
+    assert group_smoothing_matrix(classes, [], 0.3) is None
+    assert group_smoothing_matrix(classes, [["a", "b"]], 0.0) is None
+    assert np.allclose(group_smoothing_matrix(classes, [["c"]], 0.3), np.eye(5))
+    with pytest.raises(DataError, match=r"\['z'\] not among the classes"):
+        group_smoothing_matrix(classes, [["a", "z"]], 0.3)
+    with pytest.raises(DataError, match="more than one group"):
+        group_smoothing_matrix(classes, [["a", "b"], ["b", "c"]], 0.3)

@@ -28,7 +28,12 @@ from dermsight.data.augment import AugmentConfig, as_augment_config, build_train
 from dermsight.data.dataset import EpochSampler, ManifestDataset
 from dermsight.data.metadata import MetadataEncoder
 from dermsight.data.preprocess import Preprocess
-from dermsight.data.targets import balanced_sampler_weights, check_classes, class_weights
+from dermsight.data.targets import (
+    balanced_sampler_weights,
+    check_classes,
+    class_weights,
+    group_smoothing_matrix,
+)
 from dermsight.errors import DataError
 from dermsight.manifest import SPLITS, read_manifest
 
@@ -76,7 +81,10 @@ class ManifestDataModule(L.LightningDataModule):
         sampler: ``"shuffle"`` (seeded permutation per epoch) or ``"balanced"`` (capped
             oversampling by ``balance_by``, see :func:`balanced_sampler_weights`).
         balance_by, balance_cap: groups and cap of the balanced sampler.
-        lighting_degrade_p, meta_dropout: training-only, see :class:`ManifestDataset`.
+        lighting_degrade_p, meta_dropout, quality_labels: training-only, see
+            :class:`ManifestDataset`.
+        label_groups, group_smoothing: near-synonym class groups and the share of a training
+            target moved within its group (:func:`~.targets.group_smoothing_matrix`).
         seed: seeds sampling order, augmentation, degradation and dropout.
         draft_size: passed to the datasets (JPEG draft decoding; None = full decode).
 
@@ -94,7 +102,8 @@ class ManifestDataModule(L.LightningDataModule):
                  sampler: Literal["shuffle", "balanced"] = "shuffle",
                  balance_by: Sequence[str] = ("label", "tone_bucket"), balance_cap: float = 10.0,
                  lighting_degrade_p: float = 0.0, meta_dropout: float = 0.0, seed: int = 0,
-                 draft_size: int | None = None):
+                 draft_size: int | None = None, quality_labels: str = "prepare",
+                 label_groups: Sequence[Sequence[str]] = (), group_smoothing: float = 0.0):
         super().__init__()
         if sampler not in ("shuffle", "balanced"):
             raise ValueError(f"sampler must be 'shuffle' or 'balanced', got {sampler!r}")
@@ -116,6 +125,9 @@ class ManifestDataModule(L.LightningDataModule):
         self.meta_dropout = meta_dropout
         self.seed = seed
         self.draft_size = draft_size
+        self.quality_labels = quality_labels
+        self.label_groups = [list(g) for g in label_groups]
+        self.group_smoothing = group_smoothing
 
         required = ["image_uri", "split"]
         required += ["label"] if "soft_labels" not in frame.columns else []
@@ -133,6 +145,8 @@ class ManifestDataModule(L.LightningDataModule):
                                 "pass classes=[...]")
             classes = sorted(str(c) for c in train["label"].dropna().unique())
         self.classes = list(check_classes(classes))
+        self.group_matrix = group_smoothing_matrix(self.classes, self.label_groups,
+                                                   group_smoothing)
         self.datasets: dict[str, ManifestDataset] = {}
 
     @classmethod
@@ -158,7 +172,10 @@ class ManifestDataModule(L.LightningDataModule):
                    num_workers=data_cfg.num_workers, sampler=data_cfg.sampler,
                    balance_cap=getattr(data_cfg, "sampler_cap", 10.0),
                    lighting_degrade_p=data_cfg.lighting_degrade_p,
-                   meta_dropout=data_cfg.meta_dropout, seed=seed)
+                   meta_dropout=data_cfg.meta_dropout, seed=seed,
+                   quality_labels=getattr(data_cfg, "quality_labels", "prepare"),
+                   label_groups=getattr(data_cfg, "label_groups", ()),
+                   group_smoothing=getattr(data_cfg, "group_smoothing", 0.0))
 
     def _split(self, split: str) -> pd.DataFrame:
         frame = self.frames[split]
@@ -193,7 +210,9 @@ class ManifestDataModule(L.LightningDataModule):
             self._split(split), self.classes, self.preprocess, encoder=self.encoder,
             augment=augment, lighting_degrade_p=degrade_p,
             meta_dropout=self.meta_dropout if train else 0.0, seed=self.seed,
-            draft_size=self.draft_size, name=f"split '{split}'")
+            draft_size=self.draft_size, name=f"split '{split}'",
+            quality_labels=self.quality_labels,
+            target_transform=self.group_matrix if train else None)
 
     def _dataset(self, split: str) -> ManifestDataset:
         if split not in self.datasets:

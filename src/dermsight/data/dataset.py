@@ -60,6 +60,11 @@ class ManifestDataset(Dataset):
         draft_size: let JPEG decoding skip resolution above about this many pixels per side
             (faster on big photos; None decodes fully, exactly as serving does).
         name: used in error messages (e.g. the split).
+        quality_labels: ``"prepare"``: the lighting target of an undegraded photo is
+            ``1 - lighting_ok``; ``"degradations"``: it is 0 (only on-the-fly degradations
+            teach "poor photo").
+        target_transform: ``(C, C)`` row-stochastic matrix applied to every target (e.g.
+            :func:`~dermsight.data.targets.group_smoothing_matrix`); labels are unchanged.
 
     Items (dict of tensors): ``image`` float32 (3, H, W); ``meta`` float32 (dim,) or (0,);
     ``target`` float32 (C,); ``label`` int64; ``lighting`` float32 scalar (1 = poor, 0 = ok,
@@ -67,7 +72,8 @@ class ManifestDataset(Dataset):
     the poor-lighting severity); ``index`` int64 (row position in ``frame``).
 
     Lighting target: 1 when the item was degraded with severity >= 0.5; otherwise
-    ``1 - lighting_ok`` from prepare (NaN when unknown or the column is absent).
+    ``1 - lighting_ok`` from prepare (NaN when unknown or the column is absent), or 0 with
+    ``quality_labels="degradations"``.
 
     Raises:
         DataError: missing ``image_uri``, a label not in ``classes`` (named), or an unfitted
@@ -78,11 +84,15 @@ class ManifestDataset(Dataset):
                  encoder: MetadataEncoder | None = None,
                  augment: Callable[[np.ndarray], np.ndarray] | None = None,
                  lighting_degrade_p: float = 0.0, meta_dropout: float = 0.0, seed: int = 0,
-                 draft_size: int | None = None, name: str = "dataset"):
+                 draft_size: int | None = None, name: str = "dataset",
+                 quality_labels: str = "prepare", target_transform: np.ndarray | None = None):
         if not 0.0 <= lighting_degrade_p <= 1.0:
             raise ValueError(f"lighting_degrade_p must be in [0, 1], got {lighting_degrade_p}")
         if not 0.0 <= meta_dropout <= 1.0:
             raise ValueError(f"meta_dropout must be in [0, 1], got {meta_dropout}")
+        if quality_labels not in ("prepare", "degradations"):
+            raise ValueError(f"quality_labels must be 'prepare' or 'degradations', got "
+                             f"{quality_labels!r}")
         if "image_uri" not in frame.columns:
             raise DataError(f"{name}: the manifest lacks column 'image_uri'")
         if "label" not in frame.columns and "soft_labels" not in frame.columns:
@@ -100,6 +110,8 @@ class ManifestDataset(Dataset):
         self.epoch = 0
 
         self.targets, self.labels = target_matrix(self.frame, self.classes, where=name)
+        if target_transform is not None:
+            self.targets = (self.targets @ target_transform).astype(np.float32)
         self.uris = self.frame["image_uri"].astype("string").tolist()
         if encoder is not None:
             if not hasattr(encoder, "dim_"):
@@ -108,7 +120,9 @@ class ManifestDataset(Dataset):
             self.meta = encoder.transform(self.frame)
         else:
             self.meta = np.zeros((len(self.frame), 0), np.float32)
-        if "lighting_ok" in self.frame.columns:
+        if quality_labels == "degradations":
+            self.lighting = np.zeros(len(self.frame))
+        elif "lighting_ok" in self.frame.columns:
             ok = self.frame["lighting_ok"].astype("boolean")
             self.lighting = np.where(ok.isna(), np.nan, 1.0 - ok.fillna(True).astype(float))
         else:

@@ -149,3 +149,40 @@ def balanced_sampler_weights(frame: pd.DataFrame, classes: Sequence[str],
     factor = 1.0 / sizes.astype(np.float64)
     factor = np.minimum(factor, cap * factor.min())
     return factor / factor.mean()
+
+
+def group_smoothing_matrix(classes: Sequence[str], groups: Sequence[Sequence[str]],
+                           smoothing: float) -> np.ndarray | None:
+    """Row-stochastic ``(C, C)`` matrix that moves ``smoothing`` of a target's weight from each
+    class evenly onto the other classes of its near-synonym group (a target ``t`` becomes
+    ``t @ M``); None when there is nothing to smooth.
+
+    Raises:
+        DataError: a group names a class not in ``classes``, or a class is in two groups.
+    """
+    if not groups or not smoothing:
+        return None
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"group smoothing must be in [0, 1), got {smoothing}")
+    classes = check_classes(classes)
+    index = {c: i for i, c in enumerate(classes)}
+    matrix = np.eye(len(classes), dtype=np.float32)
+    seen: set[str] = set()
+    for group in groups:
+        unknown = [c for c in group if c not in index]
+        if unknown:
+            raise DataError(f"data.label_groups: {unknown} not among the classes "
+                            f"{list(classes)}")
+        twice = sorted(seen.intersection(group))
+        if twice:
+            raise DataError(f"data.label_groups: {twice} appear in more than one group")
+        seen.update(group)
+        members = [index[c] for c in dict.fromkeys(group)]
+        if len(members) < 2:
+            continue
+        for i in members:
+            matrix[i, i] = 1.0 - smoothing
+            for j in members:
+                if j != i:
+                    matrix[i, j] = smoothing / (len(members) - 1)
+    return matrix
