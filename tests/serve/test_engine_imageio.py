@@ -89,3 +89,37 @@ def test_predict_cli_files_and_folders(tiny_model, tmp_path):
     assert records[0]["ok"] and records[0]["top_k"][0]["label"]
     result = runner.invoke(app, ["predict", "--model", str(tiny_model), str(tmp_path / "nope")])
     assert result.exit_code == 2 and "no such file or folder" in result.output
+
+
+def _grey16_lesion_png() -> bytes:
+    """The issue's 16-bit grey PNG, as a photo: skin at 40000, a darker lesion at 20000."""
+    a = np.full((128, 128), 40000, np.uint16)
+    yy, xx = np.mgrid[0:128, 0:128]
+    a[(yy - 64) ** 2 + (xx - 64) ** 2 < 30 ** 2] = 20000
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_16_bit_grey_png_decodes_as_a_person_sees_it():
+    rgb = decode_image(_grey16_lesion_png())
+    assert rgb.shape == (128, 128, 3)
+    assert rgb[64, 64].tolist() == [78, 78, 78] and rgb[2, 2].tolist() == [156, 156, 156]
+
+
+def test_predict_on_a_16_bit_grey_png_is_not_over_exposed(monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from dermsight.features.quality import TIPS
+    from dermsight.serve.api import ServeSettings, create_app
+    from dermsight.serve.engine import ENV_MODEL_DIR, Engine, default_model_dir
+
+    monkeypatch.delenv(ENV_MODEL_DIR, raising=False)
+    if not (default_model_dir() / "model.json").is_file():
+        pytest.skip("no default model folder (models/ham10000) in this checkout")
+    app_ = create_app(Engine.load(threads=1), ServeSettings(web=False))
+    with TestClient(app_) as client:
+        res = client.post("/v1/predict", files={"file": ("g16.png", _grey16_lesion_png(),
+                                                         "image/png")})
+    assert res.status_code == 200, res.text
+    assert TIPS["overexposed"] not in res.json()["lighting"]["tips"]

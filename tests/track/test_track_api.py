@@ -170,6 +170,24 @@ def test_stored_copy_has_no_exif(client, tracker):
     assert dict(im.getexif()) == {} and im.size == (64, 160)
 
 
+def test_16_bit_grey_upload_is_stored_grey_not_white(client, tracker):
+    import io
+
+    import numpy as np
+
+    from dermsight.track.service import decode_upload
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((64, 64), 20000, np.uint16)).save(buf, format="PNG")
+    rgb, _ = decode_upload(buf.getvalue())  # the decoder used when serving is not installed
+    assert (rgb == 78).all()
+    h, _, ser = _setup(client, tracker)
+    r = _upload(client, h, ser, buf.getvalue(), name="g16.png")
+    assert r.status_code == 201, r.text
+    stored = tracker.store.read(tracker.store.uri_for(r.json()["content_sha256"]))
+    assert abs(np.asarray(Image.open(io.BytesIO(stored)).convert("L")).mean() - 78) < 2
+
+
 def test_delete_subject_erases_rows_and_files(client, tracker):
     h, subj, ser = _setup(client, tracker)
     other_h, _, other_ser = _setup(client, tracker)

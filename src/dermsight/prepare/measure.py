@@ -32,9 +32,69 @@ class ImageRejected(Exception):
     """The image cannot be used; the message is the audit's reason."""
 
 
+#: grey level transparent pixels are composited onto: black, what the usual fully transparent
+#: (0, 0, 0, 0) pixels of an RGBA image always decoded to; the colour under them is never kept
+BACKGROUND = 0
+_GREY16 = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def _grey_uint8(img: Image.Image) -> np.ndarray:
+    """A high-depth grey image (``I;16*``, ``I``, ``F``) scaled to uint8 ``(H, W)``.
+
+    ``I;16*``: 0..65535 → 0..255. ``I`` (32-bit; older Pillow opens 16-bit PNGs so): the same
+    when every value is within 0..65535, else its min..max. ``F``: 0..1 → 0..255 when every
+    value is within 0..1, kept when within 0..255, else its min..max. Not a number → 0.
+    """
+    a = np.asarray(img)
+    values = a.astype(np.float32)
+    values[~np.isfinite(values)] = 0.0
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if img.mode in _GREY16 or (img.mode == "I" and lo >= 0 and hi <= 65535):
+        low, full = 0.0, 65535.0
+    elif img.mode == "F" and lo >= 0 and hi <= 1:
+        low, full = 0.0, 1.0
+    elif img.mode == "F" and lo >= 0 and hi <= 255:
+        low, full = 0.0, 255.0
+    else:
+        low, full = lo, max(hi - lo, 1e-12)
+    grey = np.clip(np.rint((values - low) * (255.0 / full)), 0, 255).astype(np.uint8)
+    transparent = img.info.get("transparency")
+    if isinstance(transparent, int) and img.mode in _GREY16 + ("I",):
+        grey[a == transparent] = BACKGROUND  # a grey PNG's tRNS value
+    return grey
+
+
+def to_rgb(img: Image.Image) -> np.ndarray:
+    """The pixels a person sees in ``img`` (any mode Pillow opens) as RGB uint8 ``(H, W, 3)``.
+
+    High-depth grey (16-bit ``I;16``/``I;16B``/``I``, float ``F``) is scaled to 8 bits
+    (:func:`_grey_uint8`), not clipped (a 16-bit value of 20000 is mid-grey, not white);
+    16-bit RGB(A) PNGs and TIFFs are opened by Pillow at 8 bits already. Anything transparent
+    (an alpha channel: ``RGBA``, ``LA``, ``PA``, premultiplied ``RGBa``/``La``; a palette or
+    colour ``tRNS``) is composited onto :data:`BACKGROUND`. ``CMYK``, ``YCbCr``, ``LAB``,
+    ``HSV``, 1-bit and palettes go through Pillow's conversion.
+    """
+    mode = img.mode
+    if mode == "RGB" and "transparency" not in img.info:
+        return np.asarray(img)
+    if mode in _GREY16 + ("I", "F"):
+        return np.repeat(_grey_uint8(img)[:, :, None], 3, axis=2)
+    if mode == "La":
+        img = img.convert("LA")
+    if mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in img.info:
+        rgba = np.asarray(img.convert("RGBA"))
+        if rgba[:, :, 3].min() == 255:  # opaque after all
+            return np.ascontiguousarray(rgba[:, :, :3])
+        alpha = rgba[:, :, 3:].astype(np.uint16)
+        out = (rgba[:, :, :3] * alpha + BACKGROUND * (255 - alpha) + 127) // 255
+        return out.astype(np.uint8)
+    return np.asarray(img.convert("RGB"))
+
+
 def decode_image(data: bytes, *, max_pixels: int, min_side: int = 1,
                  draft_size: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
-    """Decode image bytes fully to RGB uint8 (H, W, 3), applying EXIF orientation.
+    """Decode image bytes fully to RGB uint8 (H, W, 3), applying EXIF orientation, as a person
+    sees them whatever the colour mode (:func:`to_rgb`: 16-bit grey scaled, alpha composited).
 
     Returns the pixels and the upright full-resolution (width, height), before any draft
     reduction.
@@ -61,7 +121,10 @@ def decode_image(data: bytes, *, max_pixels: int, min_side: int = 1,
             img = ImageOps.exif_transpose(img)
             if img.size != drafted:  # rotated by EXIF orientation: report upright size
                 w, h = h, w
-            rgb = np.asarray(img.convert("RGB"))
+            try:
+                rgb = to_rgb(img)
+            except ValueError as exc:  # a mode this Pillow cannot convert
+                raise ImageRejected(f"unsupported colour mode {img.mode} ({exc})") from None
     except ImageRejected:
         raise
     except UnidentifiedImageError:

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from dermsight import DISCLAIMER
 from dermsight.errors import DataError, DermsightError
 from dermsight.features.skintone import compute_skin_tone
-from dermsight.prepare.measure import downscale
+from dermsight.prepare.measure import downscale, to_rgb
 from dermsight.track import db
 from dermsight.track.align import prepare_photo
 from dermsight.track.lesion import measure_lesion
@@ -93,7 +93,8 @@ def parse_taken_at(value: str | None) -> datetime | None:
 
 
 def decode_upload(data: bytes, name: str = "upload") -> tuple[np.ndarray, datetime | None]:
-    """(RGB uint8 with EXIF orientation applied, EXIF DateTimeOriginal or None)."""
+    """(RGB uint8 with EXIF orientation applied, EXIF DateTimeOriginal or None); any colour mode
+    decodes as :func:`dermsight.prepare.measure.to_rgb` says."""
     if not data:
         raise TrackError(422, "empty_file", f"'{name}' is empty (0 bytes)", "file")
     if len(data) > MAX_BYTES:
@@ -114,7 +115,7 @@ def decode_upload(data: bytes, name: str = "upload") -> tuple[np.ndarray, dateti
             except (ValueError, TypeError, KeyError, OSError):
                 taken = None
             im.load()
-            rgb = np.asarray(ImageOps.exif_transpose(im).convert("RGB"), dtype=np.uint8)
+            rgb = to_rgb(ImageOps.exif_transpose(im))  # 16-bit grey, alpha: as serving
     except TrackError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
