@@ -10,8 +10,11 @@ import contextlib
 import hashlib
 import io
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -144,17 +147,84 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+#: a staging folder of a run on another machine (or named before the owner was) is abandoned
+#: when untouched for this long
+STALE_STAGING_S = 24 * 3600
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+
+
+def check_output_dir(out: str | Path) -> Path:
+    """Fail early and clearly when ``out`` cannot be a folder (it, or a folder above it, is a
+    file), before any work is done for it."""
+    out = Path(out)
+    for p in (out, *out.parents):
+        if p.exists() or p.is_symlink():
+            if not p.is_dir():
+                what = "is a file" if p == out else f"is under '{p}', which is a file"
+                raise DataError(f"output folder '{out}' {what}: give a folder path")
+            break
+    return out
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists and belongs to someone else
+        return True
+    return True
+
+
+def remove_stale_staging(out: str | Path) -> list[Path]:
+    """Remove the staging folders of ``out`` left by runs that were killed (SIGKILL, power
+    loss: :func:`staging_dir` cleans up after every other failure itself).
+
+    A staging folder is named ``.<out>.<host>-<pid>.<random>.staging``: it is abandoned when
+    that process is gone on this host; one of another host, or without a process in its name
+    (older dermsight), when untouched for :data:`STALE_STAGING_S`. Returns those removed.
+    """
+    out = Path(out)
+    pattern = re.compile(rf"^\.{re.escape(out.name)}\.(?:([A-Za-z0-9-]+)-(\d+)\.)?"
+                         r"[A-Za-z0-9_]+\.staging$")
+    removed = []
+    try:
+        siblings = list(out.parent.iterdir())
+    except OSError:
+        return removed
+    for path in siblings:
+        m = pattern.match(path.name)
+        if m is None or not path.is_dir() or path.is_symlink():
+            continue
+        host, pid = m.group(1), m.group(2)
+        if host == _HOST:
+            stale = not _process_alive(int(pid))
+        else:
+            try:
+                stale = time.time() - path.stat().st_mtime > STALE_STAGING_S
+            except OSError:
+                continue
+        if stale:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 @contextlib.contextmanager
 def staging_dir(out: str | Path, *, last: str | None = None) -> Iterator[Path]:
     """Build outputs in a hidden sibling folder and move them into ``out`` only on success.
 
-    On failure ``out`` is left exactly as it was. On success each top-level entry of the staging
-    folder replaces its namesake in ``out`` (other files in ``out`` are kept); ``last`` names the
-    entry moved last, so its presence means the rest is complete.
+    On failure ``out`` is left exactly as it was and the staging folder is removed; one left by
+    a killed run is removed by the next (:func:`remove_stale_staging`). On success each
+    top-level entry of the staging folder replaces its namesake in ``out`` (other files in
+    ``out`` are kept); ``last`` names the entry moved last, so its presence means the rest is
+    complete. Raises DataError when ``out`` cannot be a folder (:func:`check_output_dir`).
     """
-    out = Path(out)
+    out = check_output_dir(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".staging", dir=out.parent))
+    remove_stale_staging(out)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.{_HOST}-{os.getpid()}.",
+                                  suffix=".staging", dir=out.parent))
     try:
         yield stage
         out.mkdir(parents=True, exist_ok=True)

@@ -187,3 +187,39 @@ def test_image_too_small_to_measure_is_excluded_not_fatal(ham_like, tmp_path):
                               "prepare.images.min_side=1"), progress=False)
     reasons = {e["image_id"]: e["reason"] for e in result.audit["excluded"]}
     assert reasons["ISIC_9000004"].startswith("cannot measure")
+
+
+def test_out_that_is_a_file_fails_before_any_image_is_measured(ham_like, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from dermsight.cli import app
+    from dermsight.prepare import pipeline
+
+    def measured(*args, **kwargs):
+        raise AssertionError("images were measured")
+
+    monkeypatch.setattr(pipeline, "measure_all", measured)
+    out = tmp_path / "manifest.txt"
+    out.write_text("not a folder")
+    r = CliRunner().invoke(app, ["prepare", "--source", "ham10000", "--root", str(ham_like),
+                                 "--out", str(out), "--workers", "1", "-q"])
+    assert r.exit_code == 2, r.output
+    assert f"output folder '{out}' is a file" in r.output and "Traceback" not in r.output
+    with pytest.raises(DataError, match=f"'{out}', which is a file"):
+        run_prepare(_cfg(ham_like, out / "sub"), progress=False)
+    assert out.read_text() == "not a folder"
+
+
+def test_a_killed_runs_staging_folder_is_removed_at_the_next_run(ham_like, tmp_path):
+    import subprocess
+
+    from dermsight.io import _HOST
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a process id that no longer runs
+    left = tmp_path / f".out.{_HOST}-{gone.pid}.a1b2c3d4.staging"
+    (left / "figures").mkdir(parents=True)
+    (ham_like / "metadata.csv").write_text("lesion_id,image_id\nHAM_1,ISIC_1\n")
+    with pytest.raises(DataError, match="metadata.csv"):  # fails at once, yet cleans up
+        run_prepare(_cfg(ham_like, tmp_path / "out"), progress=False)
+    assert not left.exists()

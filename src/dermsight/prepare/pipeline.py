@@ -22,7 +22,12 @@ from tqdm.auto import tqdm
 from dermsight import __version__
 from dermsight.config import PrepareConfig
 from dermsight.errors import DataError
-from dermsight.io import atomic_write_text, staging_dir
+from dermsight.io import (
+    atomic_write_text,
+    check_output_dir,
+    remove_stale_staging,
+    staging_dir,
+)
 from dermsight.manifest import ALL_COLUMNS, conform, join_list, write_manifest
 from dermsight.prepare import audit as audit_mod
 from dermsight.prepare.duplicates import (
@@ -149,6 +154,8 @@ def _split(frame: pd.DataFrame, cfg: PrepareConfig) -> tuple[pd.DataFrame, dict]
 def run_prepare(cfg: PrepareConfig, *, progress: bool = True) -> PrepareResult:
     """Run the whole prepare stage and write its outputs. See the module docstring."""
     started = time.perf_counter()
+    check_output_dir(cfg.out)  # before any image is measured
+    remove_stale_staging(cfg.out)
     root = cfg.resolved_root()
     source = create_source(cfg.source, root, **cfg.source_options)
     listed = source.load()
