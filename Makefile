@@ -3,19 +3,29 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup quickstart demo-train test test-fast lint bench clean
+.PHONY: setup setup-serve quickstart demo-train test test-fast lint bench clean
 
+## everything: training (PyTorch), export, serving and the tests
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[train,export,serve,dev]"
+	touch $@ $(VENV)/.installed-serve
+
+## only what serving needs (onnxruntime, FastAPI; no PyTorch): what `make quickstart` installs
+setup-serve: $(VENV)/.installed-serve
+
+$(VENV)/.installed-serve: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[serve]"
 	touch $@
 
 ## the main job on the embedded default (the committed HAM10000 model, no download):
 ## the web app and REST API at http://127.0.0.1:8000 (Ctrl-C stops it)
-quickstart: setup
+quickstart: setup-serve
 	$(BIN)/dermsight serve
 
 ## prepare + train on the synthetic default dataset (no data, no download; about a minute)
