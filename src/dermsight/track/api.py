@@ -3,23 +3,34 @@
 ``build_router(tracker_or_url)`` returns an :class:`fastapi.APIRouter` with the API routes under
 ``/v1/track`` and the page under ``/track`` (mounted by the serving app when
 ``ServeSettings.track_database_url`` is set); ``create_track_app(tracker)`` is a standalone app
-with the same routes. Every request needs the header
-``X-API-Key`` (401 when missing or invalid); a key only sees its own subjects (403 otherwise).
-Errors have one JSON shape: ``{"error": {"code", "message", "field"}}``.
+with the same routes and the serving app's guards. Every API request needs the header
+``X-API-Key`` (401 when missing or invalid), checked before any of its body is read; a key only
+sees its own subjects (403 otherwise). Photo uploads are decoded in the serving app's inference
+pool and pixel budget (:class:`~dermsight.serve.api.dependencies.ServeState`) and honour its
+``max_upload_bytes`` and ``max_pixels``. Errors have one JSON shape:
+``{"error": {"code", "message", "field"}}``.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, File, Form, Header, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
-from dermsight.track.service import Tracker, TrackError
+from dermsight.track.service import MAX_BYTES, MAX_PIXELS, Tracker, TrackError
 
 STATIC = Path(__file__).with_name("static")
+
+#: Routes that take an image upload (multipart); every other route takes at most a small JSON
+#: body (the serving app's body limits, :func:`dermsight.serve.api.app.body_limits`).
+UPLOAD_PATHS = ("/v1/track/series/{series_id}/photos",)
 
 
 class SubjectIn(BaseModel):
@@ -109,6 +120,34 @@ def _error(exc: TrackError) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
 
+def _keyed_route(tracker: Tracker) -> type[APIRoute]:
+    """A route class that checks ``X-API-Key`` before FastAPI reads (and parses) the body: a
+    request without a valid key costs a header lookup, whatever it sends. The key id is left in
+    ``request.state.track_key``."""
+
+    class KeyedRoute(APIRoute):
+        def get_route_handler(self) -> Callable:
+            handler = super().get_route_handler()
+
+            async def checked(request: Request) -> Response:
+                try:
+                    key = await run_in_threadpool(tracker.authenticate,
+                                                  request.headers.get("x-api-key"))
+                except TrackError as exc:
+                    response = _error(exc)
+                    if "content-length" in request.headers or \
+                            "transfer-encoding" in request.headers:
+                        # the body is left unread: it must not be parsed as the next request
+                        response.headers["Connection"] = "close"
+                    return response
+                request.state.track_key = key
+                return await handler(request)
+
+            return checked
+
+    return KeyedRoute
+
+
 ERRORS = {401: {"description": "missing or invalid API key"},
           403: {"description": "the subject or series belongs to another API key"},
           404: {"description": "unknown subject, series or photo"}}
@@ -135,7 +174,9 @@ def _app_engine(request: Request) -> Any:
 
 
 def _api_router(tracker: Tracker) -> APIRouter:
-    router = APIRouter(prefix="/v1/track", tags=["track"], responses=ERRORS)
+    # The X-API-Key parameters only document the header: KeyedRoute has checked it already.
+    router = APIRouter(prefix="/v1/track", tags=["track"], responses=ERRORS,
+                       route_class=_keyed_route(tracker))
 
     def run(fn, *args, **kwargs):
         try:
@@ -143,71 +184,67 @@ def _api_router(tracker: Tracker) -> APIRouter:
         except TrackError as exc:
             return _error(exc)
 
-    def authed(x_api_key: str | None):
-        try:
-            return tracker.authenticate(x_api_key), None
-        except TrackError as exc:
-            return None, _error(exc)
-
     @router.post("/subjects", status_code=201, response_model=SubjectOut)
-    def create_subject(body: SubjectIn, x_api_key: KeyHeader = None):
-        key, err = authed(x_api_key)
-        return err or run(tracker.create_subject, key, body.label)
+    def create_subject(request: Request, body: SubjectIn, x_api_key: KeyHeader = None):
+        return run(tracker.create_subject, request.state.track_key, body.label)
 
     @router.get("/subjects", response_model=list[SubjectOut])
-    def list_subjects(x_api_key: KeyHeader = None):
-        key, err = authed(x_api_key)
-        return err or run(tracker.list_subjects, key)
+    def list_subjects(request: Request, x_api_key: KeyHeader = None):
+        return run(tracker.list_subjects, request.state.track_key)
 
     @router.get("/subjects/{subject_id}", response_model=SubjectOut)
-    def get_subject(subject_id: str, x_api_key: KeyHeader = None):
-        key, err = authed(x_api_key)
-        return err or run(tracker.get_subject, key, subject_id)
+    def get_subject(request: Request, subject_id: str, x_api_key: KeyHeader = None):
+        return run(tracker.get_subject, request.state.track_key, subject_id)
 
     @router.delete("/subjects/{subject_id}", response_model=DeletedOut)
-    def delete_subject(subject_id: str, x_api_key: KeyHeader = None):
+    def delete_subject(request: Request, subject_id: str, x_api_key: KeyHeader = None):
         """Erase the subject, its series, photos and stored image files."""
-        key, err = authed(x_api_key)
-        return err or run(tracker.delete_subject, key, subject_id)
+        return run(tracker.delete_subject, request.state.track_key, subject_id)
 
     @router.post("/subjects/{subject_id}/series", status_code=201, response_model=SeriesOut)
-    def create_series(subject_id: str, body: SeriesIn, x_api_key: KeyHeader = None):
-        key, err = authed(x_api_key)
-        return err or run(tracker.create_series, key, subject_id, body.name, body.body_site,
-                          body.kind)
+    def create_series(request: Request, subject_id: str, body: SeriesIn,
+                      x_api_key: KeyHeader = None):
+        return run(tracker.create_series, request.state.track_key, subject_id, body.name,
+                   body.body_site, body.kind)
 
     @router.post("/series/{series_id}/photos", status_code=201, response_model=PhotoOut)
-    def add_photo(request: Request, series_id: str, file: Annotated[UploadFile, File()],
-                  taken_at: Annotated[str | None, Form(
-                      description="ISO 8601 capture time; default: the photo's EXIF time, "
-                                  "else now")] = None,
-                  x_api_key: KeyHeader = None):
-        key, err = authed(x_api_key)
-        if err:
-            return err
-        data = file.file.read()
-        return run(tracker.add_photo, key, series_id, data, taken_at=taken_at,
-                   filename=file.filename or "upload",
-                   engine=None if tracker.engine is not None else _app_engine(request))
+    async def add_photo(request: Request, series_id: str, file: Annotated[UploadFile, File()],
+                        taken_at: Annotated[str | None, Form(
+                            description="ISO 8601 capture time; default: the photo's EXIF "
+                                        "time, else now")] = None,
+                        x_api_key: KeyHeader = None):
+        state = getattr(request.app.state, "dermsight", None)
+        settings = getattr(state, "settings", None)
+        max_bytes = settings.max_upload_bytes if settings is not None else MAX_BYTES
+        max_pixels = settings.max_pixels if settings is not None else MAX_PIXELS
+        name = file.filename or "upload"
+        data = await file.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            return _error(TrackError(413, "file_too_large",
+                                     f"'{name}' is over the limit of {max_bytes} bytes", "file"))
+        work = functools.partial(
+            run, tracker.add_photo, request.state.track_key, series_id, data,
+            taken_at=taken_at, filename=name, max_bytes=max_bytes, max_pixels=max_pixels,
+            engine=None if tracker.engine is not None else _app_engine(request))
+        if state is None:  # mounted in an app without the serving state
+            return await run_in_threadpool(work)
+        from dermsight.serve.api.limits import image_pixels
+
+        return await state.run(work, pixels=image_pixels(data, max_pixels))
 
     @router.get("/series/{series_id}/timeline", response_model=TimelineOut)
-    def timeline(series_id: str, x_api_key: KeyHeader = None):
-        key, err = authed(x_api_key)
-        return err or run(tracker.timeline, key, series_id)
+    def timeline(request: Request, series_id: str, x_api_key: KeyHeader = None):
+        return run(tracker.timeline, request.state.track_key, series_id)
 
     @router.get("/series/{series_id}/trend", response_model=TrendOut)
-    def trend(series_id: str, x_api_key: KeyHeader = None):
-        key, err = authed(x_api_key)
-        return err or run(tracker.trend, key, series_id)
+    def trend(request: Request, series_id: str, x_api_key: KeyHeader = None):
+        return run(tracker.trend, request.state.track_key, series_id)
 
     @router.get("/photos/{photo_id}/image", response_class=Response,
                 responses={200: {"content": {"image/jpeg": {}}}})
-    def image(photo_id: str, x_api_key: KeyHeader = None):
-        key, err = authed(x_api_key)
-        if err:
-            return err
+    def image(request: Request, photo_id: str, x_api_key: KeyHeader = None):
         try:
-            data = tracker.image(key, photo_id)
+            data = tracker.image(request.state.track_key, photo_id)
         except TrackError as exc:
             return _error(exc)
         return Response(data, media_type="image/jpeg",
@@ -221,6 +258,7 @@ def build_page_router() -> APIRouter:
     router = APIRouter(tags=["track-web"])
     html = (STATIC / "timeline.html").read_text(encoding="utf-8")
     js = (STATIC / "timeline.js").read_text(encoding="utf-8")
+    css = (STATIC / "timeline.css").read_text(encoding="utf-8")
 
     @router.get("/track/series/{series_id}", response_class=HTMLResponse,
                 include_in_schema=False)
@@ -231,12 +269,28 @@ def build_page_router() -> APIRouter:
     def script():
         return Response(js, media_type="text/javascript")
 
+    @router.get("/track/static/timeline.css", include_in_schema=False)
+    def stylesheet():
+        return Response(css, media_type="text/css")
+
     return router
 
 
-def create_track_app(tracker: Tracker) -> FastAPI:
-    """A standalone app with the tracking API and page (tests, ``dermsight track serve``)."""
-    app = FastAPI(title="dermsight track", version="1")
+def create_track_app(tracker: Tracker, settings: Any = None) -> FastAPI:
+    """A standalone app with the tracking API and page (tests, ``dermsight track serve``), with
+    the serving app's guards: error format, body limits, pixel budget, inference pool, security
+    headers and local API docs. ``settings``: a
+    :class:`~dermsight.serve.api.settings.ServeSettings` (its defaults when None)."""
+    from dermsight.serve.api.app import body_limits, install_guards
+    from dermsight.serve.api.dependencies import ServeState
+    from dermsight.serve.api.errors import install_error_handlers
+    from dermsight.serve.api.settings import ServeSettings
+
+    settings = settings or ServeSettings(web=False)
+    app = FastAPI(title="dermsight track", version="1", docs_url=None, redoc_url=None)
+    app.state.dermsight = ServeState(settings=settings)
+    install_error_handlers(app)
     app.include_router(build_router(tracker))
+    install_guards(app, settings, body_limits(settings, UPLOAD_PATHS, predict=False))
     app.state.tracker = tracker
     return app

@@ -1,8 +1,10 @@
 """The tracking database: API keys → subjects → series → photos (SQLAlchemy 2).
 
-SQLite (WAL journal, busy timeout, foreign keys on) by default, PostgreSQL by URL
-(``postgresql+psycopg://user:pw@host/db``). The schema is created and upgraded by the Alembic
-migrations in ``dermsight/track/migrations`` (:func:`migrate`), never by ``create_all``.
+SQLite (WAL journal, busy timeout, foreign keys on, ``secure_delete``) by default, PostgreSQL by
+URL (``postgresql+psycopg://user:pw@host/db``). A SQLite file and the folder it is created in
+are private to the server's user (0600 / 0700); :func:`erase_freed` runs after every erasure.
+The schema is created and upgraded by the Alembic migrations in ``dermsight/track/migrations``
+(:func:`migrate`), never by ``create_all``.
 
 API keys are ``dsk_<key_id>_<secret>``: only ``sha256(token)`` is stored, looked up by the public
 ``key_id`` and compared in constant time (:func:`verify_key`).
@@ -12,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import os
 import secrets
 import uuid
 from datetime import UTC, datetime
@@ -35,6 +39,9 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from dermsight.errors import ConfigError
+from dermsight.track import store
+
+log = logging.getLogger("dermsight.track")
 
 KEY_PREFIX = "dsk"
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -138,7 +145,32 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=60000")
+    cur.execute("PRAGMA secure_delete=ON")  # deleted content is overwritten with zeros
     cur.close()
+
+
+def _create_private_file(path: Path) -> None:
+    """Create an empty ``path`` with mode 0600 unless it exists (SQLite gives its -wal and -shm
+    files the mode of the database file)."""
+    store.private_dirs(path.parent)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, store.FILE_MODE))
+    except FileExistsError:
+        pass
+
+
+def erase_freed(engine: Engine) -> None:
+    """After an erasure: copy SQLite's write-ahead log into the database and truncate it, so the
+    deleted rows' old page images no longer sit in ``-wal`` (``secure_delete`` has zeroed them
+    in the database file). PostgreSQL needs a VACUUM instead (see the README); nothing is done
+    here for it."""
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.connect() as conn:
+        busy, _, _ = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+    if busy:
+        log.warning("the WAL checkpoint after an erasure could not finish (readers busy): "
+                    "the deleted rows leave the -wal file at the next checkpoint")
 
 
 def make_engine(url: str) -> Engine:
@@ -151,7 +183,7 @@ def make_engine(url: str) -> Engine:
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            _create_private_file(Path(parsed.database))
         engine = create_engine(parsed, connect_args={"timeout": 60, "check_same_thread": False},
                                pool_size=20, max_overflow=20)
         event.listen(engine, "connect", _sqlite_pragmas)

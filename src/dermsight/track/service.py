@@ -38,11 +38,13 @@ from dermsight.prepare.measure import downscale, to_rgb
 from dermsight.track import db
 from dermsight.track.align import prepare_photo
 from dermsight.track.lesion import measure_lesion
-from dermsight.track.store import ImageStore, encode_clean, pixel_sha256
+from dermsight.track.store import ImageStore, encode_clean, pixel_sha256, private_dirs
 from dermsight.track.trend import CLASSES, SeverityBaseline, TrendModel
 
 log = logging.getLogger("dermsight.track")
 
+#: Upload limits of the CLI and of :meth:`Tracker.add_photo` by default; the serving app passes
+#: its own (``--max-upload-mb``, ``max_pixels``).
 MAX_PIXELS = 40_000_000
 MAX_BYTES = 25 * 1024 * 1024
 SERIES_KINDS = ("lesion", "face", "body_site")
@@ -92,21 +94,22 @@ def parse_taken_at(value: str | None) -> datetime | None:
     return dt
 
 
-def decode_upload(data: bytes, name: str = "upload") -> tuple[np.ndarray, datetime | None]:
-    """(RGB uint8 with EXIF orientation applied, EXIF DateTimeOriginal or None); any colour mode
-    decodes as :func:`dermsight.prepare.measure.to_rgb` says."""
+def _check_header(data: bytes, name: str, max_bytes: int,
+                  max_pixels: int) -> datetime | None:
+    """Size checks from the bytes and the image header (nothing is decoded); returns the EXIF
+    capture time (DateTimeOriginal) or None."""
     if not data:
         raise TrackError(422, "empty_file", f"'{name}' is empty (0 bytes)", "file")
-    if len(data) > MAX_BYTES:
+    if len(data) > max_bytes:
         raise TrackError(413, "file_too_large",
-                         f"'{name}' is {len(data)} bytes; the limit is {MAX_BYTES}", "file")
+                         f"'{name}' is {len(data)} bytes; the limit is {max_bytes}", "file")
     taken = None
     try:
         with Image.open(io.BytesIO(data)) as im:
-            if im.width * im.height > MAX_PIXELS:
+            if im.width * im.height > max_pixels:
                 raise TrackError(413, "image_too_large",
                                  f"'{name}' has {im.width}×{im.height} pixels; the limit is "
-                                 f"{MAX_PIXELS}", "file")
+                                 f"{max_pixels}", "file")
             try:
                 raw = im.getexif().get_ifd(EXIF_IFD).get(EXIF_DATETIME_ORIGINAL)
                 if raw:
@@ -114,33 +117,58 @@ def decode_upload(data: bytes, name: str = "upload") -> tuple[np.ndarray, dateti
                     taken = taken.replace(tzinfo=UTC)
             except (ValueError, TypeError, KeyError, OSError):
                 taken = None
-            im.load()
-            rgb = to_rgb(ImageOps.exif_transpose(im))  # 16-bit grey, alpha: as serving
     except TrackError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
-            Image.DecompressionBombError) as exc:
+    except UnidentifiedImageError:  # its message shows the upload's buffer object, not a reason
+        raise TrackError(422, "invalid_image",
+                         f"'{name}' is not a readable image (not a format this server reads)",
+                         "file") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise TrackError(422, "invalid_image", f"'{name}' is not a readable image: {exc}",
                          "file") from None
+    return taken
+
+
+def _check_size(rgb: np.ndarray, name: str) -> None:
     if min(rgb.shape[:2]) < 32:
         raise TrackError(422, "invalid_image",
                          f"'{name}' is {rgb.shape[1]}×{rgb.shape[0]} pixels; at least 32 a side",
                          "file")
+
+
+def decode_upload(data: bytes, name: str = "upload", *, max_bytes: int = MAX_BYTES,
+                  max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, datetime | None]:
+    """(RGB uint8 with EXIF orientation applied, EXIF DateTimeOriginal or None); any colour mode
+    decodes as :func:`dermsight.prepare.measure.to_rgb` says."""
+    taken = _check_header(data, name, max_bytes, max_pixels)
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            rgb = to_rgb(ImageOps.exif_transpose(im))  # 16-bit grey, alpha: as serving
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
+            Image.DecompressionBombError) as exc:
+        raise TrackError(422, "invalid_image", f"'{name}' is not a readable image: {exc}",
+                         "file") from None
+    _check_size(rgb, name)
     return rgb, taken
 
 
-def _decode(data: bytes, name: str) -> tuple[np.ndarray, datetime | None]:
+def _decode(data: bytes, name: str, max_bytes: int = MAX_BYTES,
+            max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, datetime | None]:
     """Decode with the serving decoder when it is installed (the same limits as /v1/predict),
-    else with :func:`decode_upload`; the EXIF capture time is read either way."""
-    rgb, taken = decode_upload(data, name)
+    else with :func:`decode_upload`; the EXIF capture time is read from the header either way.
+    The image is decoded once."""
     try:
         from dermsight.serve.imageio import decode_image
     except ImportError:
-        return rgb, taken
+        return decode_upload(data, name, max_bytes=max_bytes, max_pixels=max_pixels)
+    taken = _check_header(data, name, max_bytes, max_pixels)
     try:
-        return decode_image(data, max_pixels=MAX_PIXELS, name=name), taken
+        rgb = decode_image(data, max_pixels=max_pixels, name=name)
     except DataError as exc:
         raise TrackError(422, "invalid_image", str(exc), "file") from None
+    _check_size(rgb, name)
+    return rgb, taken
 
 
 class Tracker:
@@ -168,7 +196,7 @@ class Tracker:
     def from_dir(cls, data_dir: str | Path, url: str | None = None, **kwargs) -> Tracker:
         """Database ``<data_dir>/track.db`` (unless ``url``) and images ``<data_dir>/images``."""
         data_dir = Path(data_dir)
-        data_dir.mkdir(parents=True, exist_ok=True)
+        private_dirs(data_dir)
         return cls(url or db.default_url(data_dir), data_dir / "images", **kwargs)
 
     @classmethod
@@ -207,7 +235,7 @@ class Tracker:
         store = os.environ.get("DERMSIGHT_TRACK_STORE") or str(data_dir / "images")
         trend = Path(os.environ.get("DERMSIGHT_TREND_MODEL", "models/trend"))
         if url is None:
-            data_dir.mkdir(parents=True, exist_ok=True)
+            private_dirs(data_dir)
         return cls(url or db.default_url(data_dir), store, engine=engine,
                    trend_dir=trend if trend.is_dir() else None, **kwargs)
 
@@ -293,6 +321,7 @@ class Tracker:
             n_series = len(subj.series)
             s.delete(subj)
         removed = self._remove_unreferenced(set(uris))
+        db.erase_freed(self.db)  # the deleted rows must not stay readable in the WAL
         return {"subject_id": subject_id, "series_deleted": n_series,
                 "photos_deleted": len(uris), "files_deleted": removed}
 
@@ -310,13 +339,15 @@ class Tracker:
     # ---- photos -----------------------------------------------------------------------------
     def add_photo(self, key_id: str, series_id: str, data: bytes, *,
                   taken_at: str | datetime | None = None, filename: str = "upload",
-                  engine: Any = None) -> dict:
+                  engine: Any = None, max_bytes: int = MAX_BYTES,
+                  max_pixels: int = MAX_PIXELS) -> dict:
         """Store one photo in a series (see the module docstring); ``engine`` overrides the
-        tracker's inference engine for this call."""
+        tracker's inference engine for this call; ``max_bytes`` and ``max_pixels`` bound the
+        upload (the serving app passes its own limits)."""
         when = taken_at if isinstance(taken_at, datetime) else parse_taken_at(taken_at)
         with self.Session() as s:  # ownership first: a stranger learns nothing from the image
             kind = self._series(s, key_id, series_id).kind
-        rgb, exif_time = _decode(data, filename)
+        rgb, exif_time = _decode(data, filename, max_bytes, max_pixels)
         phash = pixel_sha256(rgb)
         with self.Session() as s:
             self._check_duplicate(s, series_id, phash)

@@ -4,7 +4,8 @@ Only a re-encoded copy of the decoded pixels is ever stored (JPEG, quality 95, w
 without EXIF, GPS, maker notes or ICC profile): the upload's own bytes never reach the disk.
 A file lives at ``<root>/<sha[:2]>/<sha[2:4]>/<sha>.jpg`` where ``sha`` is the SHA-256 of its
 bytes, so identical images are stored once. Writes go to a temporary name in the same folder
-and are renamed into place, so a reader never sees half a file. Which files may exist is
+and are renamed into place, so a reader never sees half a file. On a local folder, files are
+0600 and folders 0700 (readable by the server's user only). Which files may exist is
 decided by the database: :meth:`ImageStore.reconcile` removes files no row points to (left by a
 crash between the file write and the commit) and reports rows whose file is missing.
 """
@@ -28,6 +29,9 @@ from dermsight import io as dio
 from dermsight.errors import DataError
 
 JPEG_QUALITY = 95
+#: Modes of what the tracker creates on a local disk: readable by the server's user only.
+DIR_MODE = 0o700
+FILE_MODE = 0o600
 SUFFIX = ".jpg"
 _TMP_MARK = ".tmp-"
 
@@ -50,6 +54,18 @@ def encode_clean(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def private_dirs(path: str | Path) -> None:
+    """Create folder ``path`` and its missing parents with mode 0700 (existing ones are left)."""
+    path = Path(path)
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # made by another writer meanwhile
+            folder.mkdir(mode=DIR_MODE)
+
+
 @dataclass
 class ReconcileReport:
     removed_orphans: list[str]
@@ -66,7 +82,7 @@ class ImageStore:
         if self.remote:
             self.fs, self._base = fsspec.core.url_to_fs(self.root)
         else:
-            Path(self.root).mkdir(parents=True, exist_ok=True)
+            private_dirs(self.root)
 
     # ---- addressing ------------------------------------------------------------------------
     def uri_for(self, sha: str) -> str:
@@ -86,7 +102,9 @@ class ImageStore:
         if self.exists(uri):
             return uri, sha, False
         if not self.remote:
-            dio.atomic_write_bytes(uri, data)
+            private_dirs(Path(uri).parent)
+            dio.atomic_write_bytes(uri, data)  # in a 0700 folder: private before the chmod
+            os.chmod(uri, FILE_MODE)
             return uri, sha, True
         path = self._path(uri)
         parent = path.rsplit("/", 1)[0]

@@ -4,15 +4,16 @@ Extension point (lesion tracking, or anything else with its own routes): pass ro
 ``create_app(..., extra_routers=[router, ...])``, or set ``ServeSettings.track_database_url``,
 which mounts ``dermsight.track.api.build_router(track_database_url)`` (that function must take
 the database URL and return a ``fastapi.APIRouter``; its routes keep their own prefixes). The
-routers share this app's error format, body limit and ``app.state.dermsight`` (a
-:class:`~dermsight.serve.api.dependencies.ServeState` holding the engine and the inference pool:
-``await state.run(fn)`` runs blocking work in it).
+routers share this app's error format, body limits, security headers and ``app.state.dermsight``
+(a :class:`~dermsight.serve.api.dependencies.ServeState` holding the engine, the inference pool
+and the pixel budget: ``await state.run(fn, pixels=n)`` runs blocking work in it). Routes not
+listed in :func:`body_limits` take JSON bodies of at most ``settings.max_json_kb``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
@@ -22,9 +23,11 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from dermsight import DISCLAIMER, __version__
 from dermsight.serve.api.dependencies import ServeState
+from dermsight.serve.api.docs import DOCS_URL, REDOC_URL, mount_docs
 from dermsight.serve.api.errors import install_error_handlers
-from dermsight.serve.api.limits import BodyLimitMiddleware
+from dermsight.serve.api.limits import BodyLimit, BodyLimitMiddleware
 from dermsight.serve.api.routers import health, model, predict
+from dermsight.serve.api.security import SecurityHeadersMiddleware
 from dermsight.serve.api.settings import ServeSettings
 
 if TYPE_CHECKING:
@@ -33,6 +36,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("dermsight.serve")
 
 API_PREFIX = "/v1"
+
+#: The methods the API uses (CORS allows these for the configured origins).
+METHODS = ["GET", "POST", "DELETE"]
 
 _DESCRIPTION = f"""Skin-condition classification from photos, with calibrated probabilities,
 conformal prediction sets, photo-quality retake tips, skin-tone estimation and Grad-CAM.
@@ -81,6 +87,7 @@ def create_app(engine: Engine | None = None, settings: ServeSettings | None = No
 
     app = FastAPI(
         title="dermsight", version=__version__, description=_DESCRIPTION, lifespan=lifespan,
+        docs_url=None, redoc_url=None,
         openapi_tags=[
             {"name": "predict", "description": "Classify photos."},
             {"name": "model", "description": "The served model."},
@@ -92,10 +99,12 @@ def create_app(engine: Engine | None = None, settings: ServeSettings | None = No
     app.include_router(health.router)
     app.include_router(model.router, prefix=API_PREFIX)
     app.include_router(predict.router, prefix=API_PREFIX)
+    upload_paths: list[str] = []
     if settings.track_database_url:
-        from dermsight.track.api import build_router  # the tracking feature (optional)
+        from dermsight.track.api import UPLOAD_PATHS, build_router  # tracking (optional)
 
         app.include_router(build_router(settings.track_database_url))
+        upload_paths += UPLOAD_PATHS
     for router in extra_routers:
         app.include_router(router)
     if settings.web:
@@ -103,12 +112,36 @@ def create_app(engine: Engine | None = None, settings: ServeSettings | None = No
 
         mount_web(app)
 
-    app.add_middleware(BodyLimitMiddleware, limit=settings.request_limit,
-                       multipart_prefixes=(f"{API_PREFIX}/predict",))
+    install_guards(app, settings, body_limits(settings, upload_paths))
+    return app
+
+
+def body_limits(settings: ServeSettings, upload_paths: Iterable[str] = (), *,
+                predict: bool = True) -> list[BodyLimit]:
+    """The routes that take images, with their body limits: the predictions (unless
+    ``predict`` is False), and ``upload_paths`` (route templates of other one-image uploads,
+    e.g. tracking photos)."""
+    limits = [BodyLimit("POST", path, settings.upload_limit, True, "file")
+              for path in upload_paths]
+    if predict:
+        limits += [
+            BodyLimit("POST", f"{API_PREFIX}/predict", settings.upload_limit, True, "file"),
+            BodyLimit("POST", f"{API_PREFIX}/predict/batch", settings.request_limit, True,
+                      "files")]
+    return limits
+
+
+def install_guards(app: FastAPI, settings: ServeSettings, limits: Sequence[BodyLimit]) -> None:
+    """What every dermsight app has, whichever routers it mounts: the API docs from local files,
+    body limits (``limits``, else ``settings.json_limit``), CORS when origins are configured, and
+    the security headers on every response (outermost, so errors get them too). Call it after
+    the routers are included."""
+    mount_docs(app)
+    app.add_middleware(BodyLimitMiddleware, limits=limits, default=settings.json_limit)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
-                           allow_methods=["GET", "POST"], allow_headers=["*"])
-    return app
+                           allow_methods=METHODS, allow_headers=["*"])
+    app.add_middleware(SecurityHeadersMiddleware, docs_paths=(DOCS_URL, REDOC_URL))
 
 
 def create_app_from_env() -> FastAPI:

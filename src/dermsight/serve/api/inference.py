@@ -29,6 +29,11 @@ if TYPE_CHECKING:
 #: Form fields that are request options, not patient metadata.
 RESERVED_FIELDS = frozenset({"file", "files", "cam", "top_k", "metadata"})
 
+#: The ``metadata`` JSON field: at most this many bytes and this much nesting (an object, or a
+#: list of objects whose values may be lists: 3 deep, and one to spare). Checked before parsing.
+MAX_METADATA_BYTES = 16 * 1024
+MAX_METADATA_DEPTH = 4
+
 #: Content types accepted for an image part (browsers send image/*; some clients send
 #: application/octet-stream; the bytes are sniffed by the decoder either way).
 _GENERIC_TYPES = ("application/octet-stream", "")
@@ -66,6 +71,9 @@ def _coerce(name: str, value: Any, schema: Mapping[str, Any]) -> Any:
     numeric = schema.get("numeric", {}) or {}
     categorical = schema.get("categorical", {}) or {}
     if name in numeric:
+        if isinstance(value, bool):  # float(True) is 1.0: a boolean is not a number here
+            raise ApiError(422, "invalid_metadata",
+                           f"metadata field '{name}' must be a number, got {value!r}", name)
         try:
             number = float(value)
         except (TypeError, ValueError):
@@ -122,6 +130,50 @@ def parse_metadata(items: Iterable[tuple[str, Any]], schema: Mapping[str, Any],
     return out or None
 
 
+def json_depth(text: str) -> int:
+    """The deepest nesting of ``[`` / ``{`` in JSON text (brackets inside strings ignored)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def parse_metadata_json(text: str) -> Any:
+    """The ``metadata`` form field parsed, after the size and nesting limits (422 naming
+    ``metadata`` otherwise: a deeply nested document would exhaust the parser's recursion)."""
+    size = len(text.encode("utf-8"))
+    if size > MAX_METADATA_BYTES:
+        raise ApiError(422, "invalid_metadata",
+                       f"metadata is {size} bytes, over the limit of {MAX_METADATA_BYTES}",
+                       "metadata")
+    depth = json_depth(text)
+    if depth > MAX_METADATA_DEPTH:
+        raise ApiError(422, "invalid_metadata",
+                       f"metadata is nested {depth} levels deep, over the limit of "
+                       f"{MAX_METADATA_DEPTH} (an object, or a list of one object per file)",
+                       "metadata")
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+        raise ApiError(422, "invalid_metadata",
+                       f"metadata must be a JSON object: {reason}", "metadata") from None
+
+
 def metadata_from_form(form: Mapping[str, Any], metadata_json: str | None,
                        schema: Mapping[str, Any], n_files: int,
                        extra_fields: Iterable[str] = ()) -> list[dict | None]:
@@ -129,11 +181,7 @@ def metadata_from_form(form: Mapping[str, Any], metadata_json: str | None,
     with one object per file) and from plain form fields (applied to every file)."""
     per_file: list[list[tuple[str, Any]]] = [[] for _ in range(n_files)]
     if metadata_json:
-        try:
-            parsed = json.loads(metadata_json)
-        except json.JSONDecodeError as exc:
-            raise ApiError(422, "invalid_metadata",
-                           f"metadata must be a JSON object: {exc.msg}", "metadata") from None
+        parsed = parse_metadata_json(metadata_json)
         if isinstance(parsed, dict):
             parsed = [parsed] * n_files
         if not (isinstance(parsed, list) and len(parsed) == n_files

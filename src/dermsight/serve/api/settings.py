@@ -18,6 +18,8 @@ from dermsight.errors import ConfigError
 ENV_VAR = "DERMSIGHT_SERVE_SETTINGS"
 
 MB = 1024 * 1024
+#: Room for the multipart framing and the small form fields (top_k, metadata, ...).
+FORM_OVERHEAD = 64 * 1024
 
 
 class ServeSettings(BaseModel):
@@ -33,10 +35,18 @@ class ServeSettings(BaseModel):
     max_upload_bytes: int = Field(
         10 * MB, ge=1, description="Largest accepted image file, in bytes.")
     max_request_bytes: int | None = Field(
-        None, ge=1, description="Largest accepted request body; None = max_upload_bytes × "
-        "max_batch_size + 64 KiB. Checked on Content-Length and again while streaming.")
+        None, ge=1, description="Largest accepted request body on any route; None = "
+        "max_upload_bytes × max_batch_size + 64 KiB (the batch route's limit). Each route has "
+        "its own, smaller limit too (see request_limits); all are checked on Content-Length "
+        "and again while the body streams.")
+    max_json_kb: int = Field(
+        64, ge=1, description="Largest JSON (or other non-upload) request body, in KiB.")
     max_pixels: int = Field(
         40_000_000, ge=1, description="Largest decoded image (width × height): bomb guard.")
+    pixel_budget: int | None = Field(
+        None, ge=1, description="Decoded pixels in flight at once across the process "
+        "(predictions, batches and tracking uploads together); a request that would go over "
+        "it gets 503 'busy' with Retry-After. None = 2 × max_pixels. At least max_pixels.")
     max_concurrency: int = Field(
         2, ge=1, description="Inferences run at once (threads of the inference pool).")
     max_pending: int = Field(
@@ -54,6 +64,9 @@ class ServeSettings(BaseModel):
     def _check(self) -> ServeSettings:
         if self.precision not in ("auto", "int8", "fp32"):
             raise ValueError(f"precision must be auto, int8 or fp32, got {self.precision!r}")
+        if self.pixel_budget is not None and self.pixel_budget < self.max_pixels:
+            raise ValueError(f"pixel_budget ({self.pixel_budget}) must be at least max_pixels "
+                             f"({self.max_pixels}): the largest accepted image must fit")
         return self
 
     @property
@@ -61,7 +74,22 @@ class ServeSettings(BaseModel):
         """The body size limit actually enforced."""
         if self.max_request_bytes is not None:
             return self.max_request_bytes
-        return self.max_upload_bytes * self.max_batch_size + 64 * 1024
+        return self.max_upload_bytes * self.max_batch_size + FORM_OVERHEAD
+
+    @property
+    def upload_limit(self) -> int:
+        """The body limit of a route that takes one image (the image and a few form fields)."""
+        return min(self.request_limit, self.max_upload_bytes + FORM_OVERHEAD)
+
+    @property
+    def json_limit(self) -> int:
+        """The body limit of every route that takes no image (JSON bodies)."""
+        return min(self.request_limit, self.max_json_kb * 1024)
+
+    @property
+    def pixels_in_flight(self) -> int:
+        """The pixel budget actually enforced."""
+        return self.pixel_budget if self.pixel_budget is not None else 2 * self.max_pixels
 
     def to_env(self) -> str:
         return self.model_dump_json()

@@ -12,7 +12,9 @@
   function el(tag, attrs, ...children) {
     const e = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) {
-      if (k === "class") e.className = v; else e.setAttribute(k, v);
+      // style through the CSSOM: a style attribute would be refused by the page's CSP
+      if (k === "class") e.className = v; else if (k === "style") e.style.cssText = v;
+      else e.setAttribute(k, v);
     }
     for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
     return e;

@@ -9,6 +9,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from dermsight.serve.api import inference
 from dermsight.serve.api.dependencies import LoadedEngine, State
 from dermsight.serve.api.errors import ApiError
+from dermsight.serve.api.limits import image_pixels, pixel_groups
 from dermsight.serve.api.schemas import BatchItem, BatchResponse, ErrorBody, ErrorDetail, Prediction
 
 router = APIRouter(tags=["predict"])
@@ -54,7 +55,8 @@ async def predict(
     data = await inference.read_upload(file, settings, "file")
     return await state.run(
         lambda: inference.decode_and_predict(engine, settings, data, "file", meta,
-                                             top_k=top_k, cam=cam))
+                                             top_k=top_k, cam=cam),
+        pixels=image_pixels(data, settings.max_pixels))
 
 
 @router.post("/predict/batch", response_model=BatchResponse, responses=_ERRORS,
@@ -87,20 +89,29 @@ async def predict_batch(
         except ApiError as exc:
             results[i] = BatchItem(index=i, error=ErrorDetail(**exc.body()["error"]))
 
+    # The files are decoded one run at a time (runs of at most max_pixels, or one file), so a
+    # batch holds the pixels of its largest run, not of every file at once.
+    order = list(payloads)
+    sizes = [image_pixels(payloads[i], settings.max_pixels) for i in order]
+    groups = pixel_groups(sizes, settings.max_pixels)
+    held = max((sum(sizes[j] for j in group) for group in groups), default=0)
+    runs = [[order[j] for j in group] for group in groups]
+
     def work() -> list[BatchItem | None]:
-        images, keep = [], []
-        for i, data in payloads.items():
-            try:
-                images.append(inference.decode(data, settings, f"files[{i}]"))
-                keep.append(i)
-            except ApiError as exc:
-                results[i] = BatchItem(index=i, error=ErrorDetail(**exc.body()["error"]))
-        if images:
-            preds = inference.predict_images(engine, images, [metas[i] for i in keep],
-                                             top_k=top_k, cam=cam)
-            for i, pred in zip(keep, preds):
-                results[i] = BatchItem(index=i, prediction=pred)
+        for run in runs:
+            images, keep = [], []
+            for i in run:
+                try:
+                    images.append(inference.decode(payloads[i], settings, f"files[{i}]"))
+                    keep.append(i)
+                except ApiError as exc:
+                    results[i] = BatchItem(index=i, error=ErrorDetail(**exc.body()["error"]))
+            if images:
+                preds = inference.predict_images(engine, images, [metas[i] for i in keep],
+                                                 top_k=top_k, cam=cam)
+                for i, pred in zip(keep, preds):
+                    results[i] = BatchItem(index=i, prediction=pred)
         return results
 
-    done = await state.run(work)
+    done = await state.run(work, pixels=held)
     return BatchResponse(results=[r for r in done if r is not None])
