@@ -221,17 +221,29 @@ def export(
         help="Training images calibrating the int8 ranges.")] = 200,
     parity_images: Annotated[int | None, typer.Option(
         help="Validation images for the parity check (default: all).")] = None,
+    photo_type: Annotated[str | None, typer.Option(
+        help="dermoscopy or clinical: the photos the model answers (default: the training "
+        "source's kind).")] = None,
 ) -> None:
     """Export a trained run to a torch-free model folder: model.onnx, model.int8.onnx,
     model.json and MODEL_CARD.md, with parity measured on the validation split."""
     from dermsight.export import export_model
+    from dermsight.phototype import check_photo_type
 
+    try:
+        kind = check_photo_type(photo_type, where="--photo-type")
+    except ValueError as exc:
+        _fail(exc)
     try:
         result = export_model(run, out, int8=int8, opset=opset, keep_fp32=fp32,
                               calibration_images=calibration_images,
-                              parity_images=parity_images)
+                              parity_images=parity_images, photo_type=kind)
     except DermsightError as exc:
         _fail(exc)
+    if result.info.get("photo_type") is None:
+        typer.secho("note: the model does not say which photos it answers (a folder or "
+                    "synthetic source): give --photo-type before serving it with the router",
+                    fg=typer.colors.YELLOW, err=True)
     p = result.info["parity"]
     names = ", ".join(f.name for f in result.files.values())
     typer.echo(f"exported {run} → {result.out} ({names})")
@@ -242,11 +254,49 @@ def export(
                    + (f", int8 top-1 agreement {100 * agree:.2f} %" if agree is not None else ""))
 
 
+@app.command("fit-router")
+def fit_router_cmd(
+    not_skin: Annotated[Path, typer.Option(
+        help="Folder of pictures that are not skin (scripts/gather_not_skin.py).")],
+    source: Annotated[list[str] | None, typer.Option(
+        help="SOURCE=ROOT of skin photos (repeatable); each source's own photo type.")] = None,
+    out: Annotated[Path, typer.Option(help="Router folder to write.")] = Path("models/router"),
+    crops: Annotated[int, typer.Option(help="Random crops per not-skin training picture.")] = 2,
+    max_false_refusal: Annotated[float, typer.Option(
+        help="Share of skin photos (out of fold) the refusal threshold may refuse.")] = 0.005,
+    max_per_type: Annotated[int, typer.Option(help="Training photos per kind, at most.")] = 3000,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Fit the photo-type router (dermoscopy / clinical / not skin) on a frozen ImageNet
+    backbone and export it (int8 ONNX + router.json) into OUT."""
+    from dermsight.export.router import export_router
+    from dermsight.train.router import calibration_batch, fit_router, load_router_data
+
+    sources = source or ["ham10000=../shared/data/ham10000",
+                         "fitzpatrick17k=../shared/data/fitzpatrick17k"]
+    try:
+        data = load_router_data(sources, not_skin, seed=seed)
+        fitted = fit_router(data, crops=crops, max_false_refusal=max_false_refusal,
+                            max_train_per_type=max_per_type, seed=seed)
+        info = export_router(fitted, out, calibration_batch(data, fitted.preprocess, seed=seed),
+                             extra={"data": {"sources": sources, "not_skin": str(not_skin),
+                                             "val_fraction": 0.2, "seed": seed}})
+    except DermsightError as exc:
+        _fail(exc)
+    typer.echo(f"router → {out}: refuse at p(not skin) >= {info['refuse_threshold']:.3f}; "
+               f"out-of-fold accuracy {info['fit']['out_of_fold_accuracy']:.4f}")
+
+
 @app.command("predict")
 def predict_cmd(
     paths: Annotated[list[Path], typer.Argument(help="Image files and/or folders.")],
     model: Annotated[Path | None, typer.Option(
-        help="Model folder (default: the bundled models/ham10000).")] = None,
+        help="A folder of model folders, each photo routed to the model for its kind "
+        "(default: the bundled models/), or one model folder, which then answers every photo."
+    )] = None,
+    photo_type: Annotated[str, typer.Option(
+        help="auto (the router decides), dermoscopy or clinical: the kind of every photo.")]
+    = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Write JSON records.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Write CSV rows.")] = False,
     out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")]
@@ -255,15 +305,23 @@ def predict_cmd(
     precision: Annotated[str, typer.Option(help="auto, int8 or fp32.")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Predict image files and folders with an exported model; unreadable files are reported
+    """Predict image files and folders with the exported models: each photo goes to the model
+    for its kind, a photo that is not of skin gets no diagnosis; unreadable files are reported
     by name and skipped."""
-    from dermsight.serve.engine import Engine, collect_images, format_records, predict_files
+    from dermsight.phototype import check_photo_type
+    from dermsight.serve.engine import collect_images, format_records, predict_files
+    from dermsight.serve.served import ServedModels
 
     if as_json and as_csv:
         _fail(DermsightError("choose one of --json and --csv"))
     try:
-        engine = Engine.load(model, precision=precision)
-        records = predict_files(engine, collect_images(paths), top_k=top_k, progress=not quiet)
+        kind = check_photo_type(photo_type, where="--photo-type")
+    except ValueError as exc:
+        _fail(exc)
+    try:
+        models = ServedModels.load(model, precision=precision)
+        records = predict_files(models, collect_images(paths), top_k=top_k, progress=not quiet,
+                                photo_type=kind)
         text = format_records(records, "json" if as_json else "csv" if as_csv else "text")
     except DermsightError as exc:
         _fail(exc)

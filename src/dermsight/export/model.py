@@ -32,6 +32,23 @@ DISPLAY_NAMES = {
     "nv": "melanocytic nevus (mole)",
     "vasc": "vascular lesion",
 }
+#: Plain-language names of the coarser diagnosis levels a source may define (Fitzpatrick17k's).
+GROUP_DISPLAY_NAMES = {
+    "malignant": "a possibly cancerous (malignant) condition",
+    "benign": "a benign (non-cancerous) growth",
+    "non-neoplastic": "an inflammatory or other non-cancerous condition",
+    "inflammatory": "an inflammatory, non-cancerous condition",
+    "benign-dermal": "a benign growth in the deeper skin (dermis)",
+    "benign-epidermal": "a benign growth of the outer skin",
+    "benign-melanocyte": "a benign mole",
+    "genodermatoses": "an inherited skin condition",
+    "malignant-epidermal": "a skin cancer or precancer of the outer skin",
+    "malignant-melanoma": "a melanoma (a skin cancer)",
+    "malignant-dermal": "a cancer in the deeper skin (dermis)",
+    "malignant-cutaneous-lymphoma": "a lymphoma of the skin",
+}
+#: The coarser levels, coarsest first, read from the manifest's ``extra`` column.
+HIERARCHY_LEVELS = ("three_partition_label", "nine_partition_label")
 #: Plausible ranges of numeric metadata a form may accept (others: the range seen in the data).
 NUMERIC_RANGES = {"age": (0.0, 120.0), "diameter_mm": (0.0, 300.0), "fitzpatrick": (1.0, 6.0)}
 CONFORMAL_ALPHA = 0.1
@@ -208,6 +225,32 @@ def _fit_conformal(probs: np.ndarray, labels: np.ndarray, alpha: float) -> dict:
             "val_mean_set_size": rep["mean_set_size"]}
 
 
+def label_hierarchy(manifest, classes) -> dict | None:
+    """The coarser levels of the diagnosis (:data:`HIERARCHY_LEVELS`) as ``{"levels": [...],
+    "parents": {level: {class: group}}, "display_names": {group: words}}``, from the manifest's
+    ``extra`` column; a level is kept only when every class has exactly one group in it. None
+    when the source defines no level."""
+    if manifest is None or "extra" not in manifest.columns:
+        return None
+    extra = [json.loads(e) if isinstance(e, str) and e else (e or {})
+             for e in manifest["extra"].tolist()]
+    labels = manifest["label"].astype(str).tolist()
+    parents: dict[str, dict[str, str]] = {}
+    for level in HIERARCHY_LEVELS:
+        seen: dict[str, set] = {}
+        for label, e in zip(labels, extra):
+            if isinstance(e, dict) and e.get(level):
+                seen.setdefault(label, set()).add(str(e[level]))
+        if all(len(seen.get(c, ())) == 1 for c in classes):
+            parents[level] = {c: next(iter(seen[c])) for c in classes}
+    if not parents:
+        return None
+    groups = sorted({g for level in parents.values() for g in level.values()})
+    return {"levels": list(parents), "parents": parents,
+            "display_names": {g: GROUP_DISPLAY_NAMES.get(g, g.replace("-", " "))
+                              for g in groups}}
+
+
 def _read_json(path: Path) -> dict:
     try:
         data = json.loads(path.read_text())
@@ -256,7 +299,7 @@ def skin_tone_groups(run_dir: Path) -> dict | None:
 def export_model(run: str | Path, out: str | Path, *, int8: bool = True,
                  opset: int = DEFAULT_OPSET, calibration_images: int = 200,
                  parity_images: int | None = None, keep_fp32: bool = True,
-                 progress: bool = True) -> ExportResult:
+                 progress: bool = True, photo_type: str | None = None) -> ExportResult:
     """Export the run folder ``run`` into the model folder ``out`` (see the module docstring).
 
     Args:
@@ -267,6 +310,9 @@ def export_model(run: str | Path, out: str | Path, *, int8: bool = True,
         keep_fp32: keep ``model.onnx`` in ``out``; False leaves only the int8 model (its
             sha256 stays in model.json, marked ``"included": false``), e.g. for a folder
             committed to git.
+        photo_type: the kind of photo the model answers (``dermoscopy`` / ``clinical``;
+            default: the training source's own, e.g. HAM10000 → dermoscopy); the router sends
+            it only photos of that kind.
     """
     from dermsight.export.card import write_card
     from dermsight.export.quantize import quantize_int8
@@ -335,7 +381,7 @@ def export_model(run: str | Path, out: str | Path, *, int8: bool = True,
             (stage / FP32).unlink()
             files["fp32"]["included"] = False
         info = _info(loaded, run_dir, module, files, parity, quant, conformal, temperature,
-                     manifest, opset, started)
+                     manifest, opset, started, photo_type)
         flags = [f"--run {run}", f"--out {out}"] + (["--no-int8"] if not int8 else []) \
             + (["--no-fp32"] if not keep_fp32 else []) \
             + ([f"--opset {opset}"] if opset != DEFAULT_OPSET else [])
@@ -362,7 +408,7 @@ def _train_command(run_dir: Path) -> str | None:
 
 def _info(loaded, run_dir: Path, module, files: dict, parity: dict, quant: dict | None,
           conformal: dict | None, temperature: float, manifest, opset: int,
-          started: float) -> dict:
+          started: float, photo_type_override: str | None = None) -> dict:
     report = _read_json(run_dir / "report.json")
     groups = skin_tone_groups(run_dir)
     created = datetime.now(UTC).replace(microsecond=0).isoformat()
@@ -371,9 +417,18 @@ def _info(loaded, run_dir: Path, module, files: dict, parity: dict, quant: dict 
     if loaded.config is not None:
         quality = loaded.config.prepare.quality.model_dump(mode="json")
     data = {}
+    photo_type = synonyms = None
     if loaded.config is not None:
         data = {"source": loaded.config.data.source, "root": loaded.config.data.root,
                 "source_options": loaded.config.data.source_options}
+        synonyms = [list(g) for g in getattr(loaded.config.data, "label_groups", [])] or None
+        try:
+            from dermsight.sources import get_source
+
+            photo_type = get_source(loaded.config.data.source).photo_type
+        except Exception:  # an unregistered source: the kind must then be given
+            photo_type = None
+    photo_type = photo_type_override or photo_type
     info = {
         "format": "dermsight-model", "format_version": FORMAT_VERSION,
         "name": name,
@@ -381,8 +436,12 @@ def _info(loaded, run_dir: Path, module, files: dict, parity: dict, quant: dict 
         "dermsight_version": __version__, "created": created,
         "source_run": str(run_dir),
         "task": "skin-condition classification (research use; not medical advice)",
+        "photo_type": photo_type,
         "classes": list(loaded.classes),
-        "display_names": {c: DISPLAY_NAMES.get(c, c.replace("_", " ")) for c in loaded.classes},
+        "display_names": {c: DISPLAY_NAMES.get(c, c.replace("_", " ").replace("-", " "))
+                          for c in loaded.classes},
+        "hierarchy": label_hierarchy(manifest, list(loaded.classes)),
+        "synonyms": synonyms,
         "input_size": list(loaded.preprocess.input_size),
         "preprocess": loaded.preprocess.to_dict(),
         "metadata": None if loaded.encoder is None else {

@@ -82,11 +82,31 @@ class Prediction:
     embedding: np.ndarray
     cam: np.ndarray | None = None
     warnings: list[str] = field(default_factory=list)
+    #: the kind of photo (see :mod:`dermsight.phototype`), the model folder that answered
+    #: (None when refused), the router's decision, and for a refused photo the message
+    photo_type: str | None = None
+    model: str | None = None
+    route: dict | None = None
+    refused: bool = False
+    message: str | None = None
+    #: the coarser levels of the diagnosis (model.json's ``hierarchy``): level → [(group, p)],
+    #: most probable first, and one sentence that answers at the level the model is sure of
+    groups: dict[str, list[tuple[str, float]]] | None = None
+    summary: str | None = None
 
     def to_dict(self, *, embedding: bool = False, cam: bool = False) -> dict:
         """JSON-safe dict; the embedding (list of floats) and the CAM (nested lists) only when
         asked for."""
         out = {
+            "photo_type": self.photo_type,
+            "model": self.model,
+            "refused": self.refused,
+            "message": self.message,
+            "route": _json_safe(self.route) if self.route is not None else None,
+            "summary": self.summary,
+            "groups": None if self.groups is None else {
+                level: [{"label": g, "probability": float(p)} for g, p in ranked]
+                for level, ranked in self.groups.items()},
             "probabilities": {k: float(v) for k, v in self.probabilities.items()},
             "top_k": [{"label": c, "probability": float(p)} for c, p in self.top_k],
             "conformal_set": list(self.conformal_set),
@@ -171,6 +191,9 @@ class Engine:
                               f"got {self.temperature}")
         names = info.get("display_names") or {}
         self.display_names = {c: str(names.get(c) or c.replace("_", " ")) for c in self.classes}
+        self.hierarchy = Hierarchy.from_info(info.get("hierarchy"), self.classes,
+                                             info.get("synonyms"), self.display_names,
+                                             where=str(model_dir / MODEL_JSON))
         self.input_names = [i.name for i in session.get_inputs()]
         self.output_names = [o.name for o in session.get_outputs()]
         self.supports_cam = {"feature_map", "class_gradients"} <= set(self.output_names) \
@@ -376,6 +399,8 @@ class Engine:
                 embedding=np.asarray(raw["embedding"][i], np.float32),
                 cam=None if cams is None else cams[i],
                 warnings=cleaned[i][1] + notes,
+                groups=None if self.hierarchy is None else self.hierarchy.groups(probs[i]),
+                summary=None if self.hierarchy is None else self.hierarchy.summary(probs[i]),
             ))
         return out
 
@@ -463,6 +488,77 @@ class Engine:
                           "skin_fraction": float(tone["skin_fraction"])}, notes
 
 
+@dataclass
+class Hierarchy:
+    """Coarser levels of a model's classes (e.g. Fitzpatrick17k's three- and nine-way
+    partitions) and its near-synonym classes, to answer at the level the model is sure of."""
+
+    levels: list[str]
+    parents: dict[str, dict[str, str]]
+    group_names: dict[str, str]
+    classes: list[str]
+    display_names: dict[str, str]
+    synonyms: list[list[str]]
+
+    #: a coarse group is named as the answer when its probability reaches this
+    SURE = 0.6
+
+    @classmethod
+    def from_info(cls, info: Mapping | None, classes: list[str], synonyms: Any,
+                  display_names: dict[str, str], where: str) -> Hierarchy | None:
+        if not info:
+            return None
+        try:
+            levels = [str(v) for v in info["levels"]]
+            parents = {lv: {str(c): str(g) for c, g in info["parents"][lv].items()}
+                       for lv in levels}
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ConfigError(f"{where}: 'hierarchy' is malformed: {exc}") from exc
+        for lv in levels:
+            missing = [c for c in classes if c not in parents[lv]]
+            if missing:
+                raise ConfigError(f"{where}: hierarchy level '{lv}' has no group for "
+                                  f"{missing}")
+        return cls(levels, parents, dict(info.get("display_names") or {}), list(classes),
+                   display_names, [list(map(str, g)) for g in synonyms or []])
+
+    def groups(self, probs: np.ndarray) -> dict[str, list[tuple[str, float]]]:
+        out = {}
+        for lv in self.levels:
+            total: dict[str, float] = {}
+            for c, p in zip(self.classes, probs):
+                g = self.parents[lv][c]
+                total[g] = total.get(g, 0.0) + float(p)
+            out[lv] = sorted(total.items(), key=lambda kv: -kv[1])
+        return out
+
+    def _merged(self, members: list[int], probs: np.ndarray) -> list[tuple[str, float]]:
+        """Classes among ``members`` with near-synonyms merged under the first one's name."""
+        score: dict[str, float] = {}
+        for j in members:
+            c = self.classes[j]
+            head = next((g[0] for g in self.synonyms if c in g), c)
+            name = self.display_names.get(head, head)
+            score[name] = score.get(name, 0.0) + float(probs[j])
+        return sorted(score.items(), key=lambda kv: -kv[1])
+
+    def summary(self, probs: np.ndarray) -> str:
+        """E.g. "Most likely an inflammatory, non-cancerous condition (87 %): acne or
+        folliculitis." — the finest level whose top group is at least :attr:`SURE`, else the
+        coarsest."""
+        groups = self.groups(probs)
+        chosen = self.levels[0]
+        for lv in self.levels:
+            if groups[lv][0][1] >= self.SURE:
+                chosen = lv
+        group, p = groups[chosen][0]
+        members = [j for j, c in enumerate(self.classes) if self.parents[chosen][c] == group]
+        named = [n for n, q in self._merged(members, probs)[:2] if q >= 0.05] or \
+            [self._merged(members, probs)[0][0]]
+        words = self.group_names.get(group, group.replace("-", " "))
+        return f"Most likely {words} ({100 * p:.0f} %): {_words(named)}."
+
+
 def _check_number(name: str, value: Any, bounds: Mapping) -> tuple[str | None, float]:
     try:
         number = float(value)
@@ -503,11 +599,14 @@ def collect_images(paths: Sequence[str | Path]) -> list[Path]:
     return out
 
 
-def predict_files(engine: Engine, files: Sequence[Path], *, top_k: int = 3,
+def predict_files(engine: Any, files: Sequence[Path], *, top_k: int = 3,
                   metadata: dict | None = None, progress: bool = True,
-                  max_pixels: int | None = None) -> list[dict]:
+                  max_pixels: int | None = None, photo_type: str | None = None) -> list[dict]:
     """One record per file: ``{"file", "ok", "error"?, **Prediction.to_dict()}``. A file that
-    cannot be read or decoded gets ``ok: False`` and the reason; it never stops the run."""
+    cannot be read or decoded gets ``ok: False`` and the reason; it never stops the run.
+
+    ``engine``: an :class:`Engine`, or :class:`~dermsight.serve.served.ServedModels` (each
+    photo routed to the model for its kind; ``photo_type`` forces a kind for every file)."""
     from tqdm.auto import tqdm
 
     from dermsight.serve.imageio import DEFAULT_MAX_PIXELS, decode_image
@@ -516,7 +615,9 @@ def predict_files(engine: Engine, files: Sequence[Path], *, top_k: int = 3,
     batch: list[tuple[int, np.ndarray]] = []
 
     def flush() -> None:
-        preds = engine.predict([rgb for _, rgb in batch], [metadata] * len(batch), top_k=top_k)
+        kwargs = {"photo_types": photo_type} if hasattr(engine, "route") else {}
+        preds = engine.predict([rgb for _, rgb in batch], [metadata] * len(batch), top_k=top_k,
+                               **kwargs)
         for (i, _), pred in zip(batch, preds):
             records[i].update(ok=True, **pred.to_dict())
         batch.clear()
@@ -548,12 +649,18 @@ def format_records(records: list[dict], fmt: str = "text") -> str:
     if fmt == "json":
         return json.dumps(records, indent=2) + "\n"
     rows = []
+    classes: dict[str, None] = {}  # one probability column per class of the answering models
+    for r in records:
+        classes.update(dict.fromkeys(r.get("probabilities") or {}))
     for r in records:
         top = r.get("top_k") or []
         light = r.get("lighting") or {}
         tone = r.get("skin_tone") or {}
+        probs = r.get("probabilities") or {}
         rows.append({
             "file": r["file"], "ok": r["ok"], "error": r.get("error", ""),
+            "photo_type": r.get("photo_type") or "", "model": r.get("model") or "",
+            "refused": bool(r.get("refused")) if r["ok"] else "",
             "top1": top[0]["label"] if top else "",
             "top1_probability": f"{top[0]['probability']:.4f}" if top else "",
             "top_k": ";".join(f"{t['label']}:{t['probability']:.4f}" for t in top),
@@ -562,6 +669,8 @@ def format_records(records: list[dict], fmt: str = "text") -> str:
             "ita": "" if tone.get("ita") is None else f"{tone['ita']:.1f}",
             "skin_tone": tone.get("bucket") or "", "monk": tone.get("monk") or "",
             "warnings": " ".join(r.get("warnings") or []),
+            "message": r.get("message") or "",
+            **{c: f"{probs[c]:.6f}" if c in probs else "" for c in classes},
         })
     if fmt == "csv":
         buf = io.StringIO()
@@ -577,7 +686,12 @@ def format_records(records: list[dict], fmt: str = "text") -> str:
         if not r["ok"]:
             lines.append(f"{row['file']}: ERROR {row['error']}")
             continue
-        text = f"{row['file']}: {row['top_k'].replace(';', ', ')} | set: {r['conformal_text']}"
+        if r.get("refused"):
+            lines.append(f"{row['file']}: no assessment ({row['photo_type']}): {r['message']}")
+            continue
+        answered = f"[{row['photo_type']} → {row['model']}] " if row["model"] else ""
+        text = (f"{row['file']}: {answered}{row['top_k'].replace(';', ', ')} | set: "
+                f"{r['conformal_text']}")
         if not row["lighting_ok"]:
             text += f" | retake: {row['lighting_tips']}"
         lines.append(text)

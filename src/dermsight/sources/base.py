@@ -31,6 +31,9 @@ class Source(ABC):
 
     name: ClassVar[str]
     Options: ClassVar[type[SourceOptions]] = SourceOptions
+    #: the kind of photo the dataset holds (:data:`dermsight.phototype.PHOTO_TYPES`): the kind
+    #: a model trained on it answers; None when the format does not say (folder, synthetic)
+    photo_type: ClassVar[str | None] = None
 
     def __init__(self, root: str, **options: Any) -> None:
         self.root = str(root)

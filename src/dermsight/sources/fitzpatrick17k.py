@@ -44,6 +44,7 @@ class Fitz17kOptions(SourceOptions):
 @register_source
 class Fitzpatrick17k(Source):
     name = "fitzpatrick17k"
+    photo_type = "clinical"
     Options = Fitz17kOptions
 
     def read(self) -> pd.DataFrame:

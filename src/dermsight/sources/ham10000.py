@@ -35,6 +35,7 @@ class HamOptions(SourceOptions):
 @register_source
 class Ham10000(Source):
     name = "ham10000"
+    photo_type = "dermoscopy"
     Options = HamOptions
 
     def read(self) -> pd.DataFrame:

@@ -48,6 +48,7 @@ class PadOptions(SourceOptions):
 @register_source
 class PadUfes20(Source):
     name = "pad-ufes-20"
+    photo_type = "clinical"
     Options = PadOptions
 
     def read(self) -> pd.DataFrame:

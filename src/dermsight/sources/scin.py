@@ -95,6 +95,7 @@ class ScinOptions(SourceOptions):
 @register_source
 class Scin(Source):
     name = "scin"
+    photo_type = "clinical"
     Options = ScinOptions
 
     def read(self) -> pd.DataFrame:

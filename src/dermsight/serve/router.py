@@ -1,0 +1,146 @@
+"""The torch-free photo-type router: an exported router folder → the kind of each photo.
+
+:meth:`Router.classify` returns, per RGB uint8 image, a :class:`Route`: the kind
+(:data:`~dermsight.phototype.PHOTO_TYPES`), the probability of each kind, whether the photo is
+refused (``not_skin``: p(not skin) at or above the folder's ``refuse_threshold``; otherwise the
+more probable of the two skin kinds) and what everyday object it looks most like (the ImageNet
+head shipped with the backbone's weights), which a refusal message may mention.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dermsight.data.preprocess import Preprocess
+from dermsight.errors import ConfigError
+from dermsight.io import sha256_file
+from dermsight.phototype import PHOTO_TYPES
+
+ROUTER_JSON = "router.json"
+
+
+@dataclass
+class Route:
+    photo_type: str
+    probabilities: dict[str, float]
+    forced: bool = False
+    looks_like: list[tuple[str, float]] = field(default_factory=list)
+
+    @property
+    def refused(self) -> bool:
+        return self.photo_type == "not_skin"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"photo_type": self.photo_type, "forced": self.forced,
+                "probabilities": {k: round(float(v), 6) for k, v in self.probabilities.items()},
+                "looks_like": [{"label": c, "probability": round(float(p), 6)}
+                               for c, p in self.looks_like]}
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class Router:
+    """A loaded router folder (``router.json`` + ONNX). Thread-safe for :meth:`classify`."""
+
+    batch_size = 32
+
+    def __init__(self, folder: Path, info: dict, session: Any, precision: str) -> None:
+        self.folder, self.info, self.session, self.precision = folder, info, session, precision
+        where = folder / ROUTER_JSON
+        try:
+            self.photo_types = [str(t) for t in info["photo_types"]]
+            self.refuse_threshold = float(info["refuse_threshold"])
+            self.preprocess = Preprocess.from_dict(info["preprocess"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{where} is malformed: {exc}") from exc
+        if sorted(self.photo_types) != sorted(PHOTO_TYPES):
+            raise ConfigError(f"{where}: photo_types must be {list(PHOTO_TYPES)}, got "
+                              f"{self.photo_types}")
+        self.imagenet_classes = [str(c) for c in info.get("imagenet_classes") or []]
+
+    @classmethod
+    def load(cls, folder: str | Path, *, precision: str = "auto", threads: int | None = None,
+             verify: bool = True) -> Router:
+        import onnxruntime as ort
+
+        folder = Path(folder)
+        path = folder / ROUTER_JSON
+        if not path.is_file():
+            raise ConfigError(f"{folder} is not a router folder: {path} is missing")
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{path} is not valid JSON: {exc}") from exc
+        if info.get("kind") != "router":
+            raise ConfigError(f"{path}: kind must be 'router', got {info.get('kind')!r}")
+        files = info.get("files") or {}
+        if precision == "auto":
+            precision = "int8" if "int8" in files and (folder / files["int8"]["path"]).is_file() \
+                else "fp32"
+        entry = files.get(precision)
+        if not entry or not (folder / entry["path"]).is_file():
+            raise ConfigError(f"{folder} has no {precision} router model")
+        onnx_path = folder / entry["path"]
+        if verify and entry.get("sha256") and sha256_file(onnx_path) != entry["sha256"]:
+            raise ConfigError(f"{onnx_path} does not match the sha256 in {path}: the file is "
+                              "corrupt or was replaced")
+        options = ort.SessionOptions()
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        if threads is not None:
+            options.intra_op_num_threads = int(threads)
+        try:
+            session = ort.InferenceSession(str(onnx_path), options,
+                                           providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ConfigError(f"onnxruntime cannot load {onnx_path}: {exc}") from exc
+        return cls(folder, info, session, precision)
+
+    def probabilities(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Photo-type probabilities ``(n, 3)`` (in ``photo_types`` order) and ImageNet
+        probabilities ``(n, 1000)``."""
+        types, objects = [], []
+        for s in range(0, len(images), self.batch_size):
+            x = self.preprocess.batch(images[s:s + self.batch_size])
+            t, o = self.session.run(["type_logits", "imagenet_logits"],
+                                    {"image": np.ascontiguousarray(x, np.float32)})
+            types.append(_softmax(t.astype(np.float64)))
+            objects.append(_softmax(o.astype(np.float64)))
+        if not types:
+            return np.zeros((0, len(self.photo_types))), np.zeros((0, 1000))
+        return np.concatenate(types), np.concatenate(objects)
+
+    def decide(self, probs: np.ndarray) -> list[str]:
+        """The kind of each row of photo-type probabilities (see the module docstring)."""
+        not_skin = self.photo_types.index("not_skin")
+        skin = [i for i in range(len(self.photo_types)) if i != not_skin]
+        out = []
+        for row in probs:
+            if row[not_skin] >= self.refuse_threshold:
+                out.append("not_skin")
+            else:
+                out.append(self.photo_types[skin[int(np.argmax(row[skin]))]])
+        return out
+
+    def classify(self, images: list[np.ndarray], *, looks_like: int = 3) -> list[Route]:
+        probs, objects = self.probabilities(list(images))
+        kinds = self.decide(probs)
+        routes = []
+        for i, kind in enumerate(kinds):
+            top = []
+            if self.imagenet_classes and looks_like:
+                order = np.argsort(-objects[i])[:looks_like]
+                top = [(self.imagenet_classes[j].split(",")[0], float(objects[i, j]))
+                       for j in order]
+            routes.append(Route(kind, dict(zip(self.photo_types, map(float, probs[i]))),
+                                looks_like=top))
+        return routes

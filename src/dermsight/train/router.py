@@ -1,0 +1,264 @@
+"""Fit the photo-type router: which kind of photo is this (dermoscopy, clinical, not skin)?
+
+Photos of each kind come from registered sources (their ``photo_type``, e.g. HAM10000 →
+dermoscopy, Fitzpatrick17k → clinical) and from a folder of pictures that are not skin
+(``scripts/gather_not_skin.py``). Every photo gets a seeded split by its ``group_id`` (one lesion,
+one wallpaper: never on both sides); the frozen ImageNet backbone of
+:class:`~dermsight.models.router.PhotoTypeNet` embeds each photo once (plus random crops of the
+not-skin training pictures, so a close crop of a landscape is still not skin), and a
+class-balanced multinomial logistic regression (scikit-learn) on the standardised embeddings
+becomes the linear head.
+
+The refusal threshold — refuse when p(not skin) ≥ ``refuse_threshold`` — is chosen on
+out-of-fold training predictions (never on validation) as the lowest threshold, at least 0.5,
+at which at most ``max_false_refusal`` of skin photos are refused. Validation figures are
+computed afterwards by ``benchmarks/router_eval.py`` on the exported int8 model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dermsight.data.preprocess import Preprocess
+from dermsight.errors import DataError
+from dermsight.io import read_bytes
+from dermsight.models.router import PhotoTypeNet
+from dermsight.phototype import PHOTO_TYPES
+from dermsight.prepare.measure import ImageRejected, decode_image
+from dermsight.sources import get_source
+
+log = logging.getLogger("dermsight.router")
+
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+MAX_PIXELS = 80_000_000
+
+
+@dataclass
+class RouterData:
+    """One row per photo: ``image_uri``, ``photo_type``, ``group_id``, ``split``, ``source``,
+    ``fitzpatrick`` (NaN when unknown)."""
+
+    frame: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+
+def split_of(group: str, val_fraction: float, seed: int) -> str:
+    """A stable seeded split from the group id alone (no need to see the other rows)."""
+    digest = hashlib.sha1(f"{seed}:{group}".encode()).digest()
+    return "val" if int.from_bytes(digest[:8], "big") / 2**64 < val_fraction else "train"
+
+
+def source_rows(source: str, root: str, *, photo_type: str | None = None,
+                limit: int | None = None, seed: int = 0) -> pd.DataFrame:
+    """The photos of a registered source with their photo type (the source's own unless
+    ``photo_type`` is given); ``limit`` keeps a seeded random subset of groups."""
+    src = get_source(source)(root)
+    kind = photo_type or src.photo_type
+    if kind not in PHOTO_TYPES:
+        raise DataError(f"source '{source}' does not say which kind of photo it holds: "
+                        f"give photo_type (one of {PHOTO_TYPES})")
+    rows = src.read()
+    frame = pd.DataFrame({
+        "image_uri": rows["image_uri"].astype(str),
+        "group_id": f"{source}:" + rows["group_id"].astype(str),
+        "fitzpatrick": pd.to_numeric(rows.get("fitzpatrick"), errors="coerce")
+        if "fitzpatrick" in rows else np.nan,
+        "photo_type": kind, "source": source})
+    if limit is not None and frame["group_id"].nunique() > limit:
+        groups = frame["group_id"].drop_duplicates().sample(limit, random_state=seed)
+        frame = frame[frame["group_id"].isin(set(groups))]
+    return frame.reset_index(drop=True)
+
+
+def folder_rows(folder: str | Path, photo_type: str = "not_skin") -> pd.DataFrame:
+    """Every picture under ``folder`` (recursively), each its own group."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"not a folder of pictures: {folder}")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in EXTENSIONS)
+    if not files:
+        raise DataError(f"no pictures ({', '.join(EXTENSIONS)}) under {folder}")
+    return pd.DataFrame({
+        "image_uri": [str(p) for p in files],
+        "group_id": [f"{photo_type}:{p.relative_to(folder)}" for p in files],
+        "fitzpatrick": np.nan, "photo_type": photo_type,
+        "source": [p.relative_to(folder).parts[0] if len(p.relative_to(folder).parts) > 1
+                   else folder.name for p in files]})
+
+
+def router_data(parts: list[pd.DataFrame], *, val_fraction: float = 0.2,
+                seed: int = 0) -> RouterData:
+    frame = pd.concat(parts, ignore_index=True)
+    frame["split"] = [split_of(g, val_fraction, seed) for g in frame["group_id"]]
+    return RouterData(frame)
+
+
+def _per_type_sample(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """At most ``n`` seeded random rows of each photo type."""
+    return pd.concat([g.sample(min(len(g), n), random_state=seed)
+                      for _, g in frame.groupby("photo_type", sort=True)])
+
+
+def _random_crop(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    scale = rng.uniform(0.25, 0.7)
+    ch, cw = max(16, int(h * scale)), max(16, int(w * scale))
+    y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+    return rgb[y:y + ch, x:x + cw]
+
+
+@torch.no_grad()
+def embed_photos(model: PhotoTypeNet, preprocess: Preprocess, frame: pd.DataFrame, *,
+                 crops: int = 0, crop_types: tuple[str, ...] = ("not_skin",), seed: int = 0,
+                 batch_size: int = 32, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings ``(m, F)`` of the photos (and ``crops`` random crops of each photo of a kind
+    in ``crop_types``), with the row index of each embedding ``(m,)``. Unreadable files are
+    skipped with a warning."""
+    from tqdm import tqdm
+
+    rng = np.random.default_rng(seed)
+    model.eval()
+    feats: list[np.ndarray] = []
+    owners: list[int] = []
+    batch: list[np.ndarray] = []
+    batch_rows: list[int] = []
+
+    def flush() -> None:
+        if batch:
+            x = torch.from_numpy(preprocess.batch(batch))
+            x = x.contiguous(memory_format=torch.channels_last)
+            feats.append(model.embed(x).float().numpy())
+            owners.extend(batch_rows)
+            batch.clear()
+            batch_rows.clear()
+
+    rows = frame.reset_index(drop=True)
+    for i in tqdm(range(len(rows)), desc="embedding photos", unit="img", disable=not progress):
+        uri = rows.at[i, "image_uri"]
+        try:
+            rgb, _ = decode_image(read_bytes(uri), max_pixels=MAX_PIXELS)
+        except (OSError, ImageRejected) as exc:
+            log.warning("skipped %s: %s", uri, exc)
+            continue
+        views = [rgb]
+        if crops and rows.at[i, "photo_type"] in crop_types:
+            views += [_random_crop(rgb, rng) for _ in range(crops)]
+        for view in views:
+            batch.append(view)
+            batch_rows.append(i)
+            if len(batch) >= batch_size:
+                flush()
+    flush()
+    if not feats:
+        raise DataError("no photo could be read")
+    return np.concatenate(feats), np.asarray(owners, np.int64)
+
+
+def choose_refuse_threshold(p_not_skin: np.ndarray, is_skin: np.ndarray,
+                            max_false_refusal: float) -> float:
+    """The lowest threshold ≥ 0.5 at which the share of skin photos with p(not skin) ≥ it is at
+    most ``max_false_refusal``."""
+    skin = np.sort(p_not_skin[is_skin])[::-1]
+    allowed = int(np.floor(max_false_refusal * len(skin)))
+    if allowed >= len(skin):
+        return 0.5
+    # refuse strictly above the (allowed+1)-th highest skin score
+    return float(max(0.5, np.nextafter(skin[allowed], 1.0)))
+
+
+@dataclass
+class FittedRouter:
+    model: PhotoTypeNet
+    preprocess: Preprocess
+    refuse_threshold: float
+    report: dict
+
+
+def fit_router(data: RouterData, *, crops: int = 2, c: float = 0.5,
+               max_false_refusal: float = 0.005, max_train_per_type: int | None = 3000,
+               seed: int = 0, progress: bool = True) -> FittedRouter:
+    """Fit the head on the train rows of ``data`` (see the module docstring)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    torch.manual_seed(seed)
+    model = PhotoTypeNet()
+    preprocess = Preprocess.from_timm(model.data_config)
+    train = data.frame[data.frame["split"] == "train"]
+    if max_train_per_type is not None:
+        train = _per_type_sample(train, max_train_per_type, seed)
+    train = train.reset_index(drop=True)
+    missing = [k for k in PHOTO_TYPES if not (train["photo_type"] == k).any()]
+    if missing:
+        raise DataError(f"no training photos of kind(s) {missing}")
+    x, owner = embed_photos(model, preprocess, train, crops=crops, seed=seed, progress=progress)
+    y = train["photo_type"].map({k: i for i, k in enumerate(PHOTO_TYPES)}).to_numpy()[owner]
+    groups = train["group_id"].to_numpy()[owner]
+
+    def classifier():
+        return make_pipeline(StandardScaler(), LogisticRegression(
+            C=c, class_weight="balanced", max_iter=2000))
+
+    oof = cross_val_predict(classifier(), x, y, groups=groups, method="predict_proba",
+                            cv=StratifiedGroupKFold(5, shuffle=True, random_state=seed))
+    original = np.r_[True, owner[1:] != owner[:-1]]  # the uncropped view of each photo
+    not_skin = PHOTO_TYPES.index("not_skin")
+    threshold = choose_refuse_threshold(oof[original, not_skin], y[original] != not_skin,
+                                        max_false_refusal)
+    fitted = classifier().fit(x, y)
+    scaler, logistic = fitted[0], fitted[1]
+    weight = logistic.coef_ / scaler.scale_[None, :]
+    bias = logistic.intercept_ - weight @ scaler.mean_
+    model.set_head(weight, bias)
+    oof_pred = np.where(oof[:, not_skin] >= threshold, not_skin,
+                        np.argmax(np.where(np.arange(3) == not_skin, -1, oof), axis=1))
+    report = {
+        "n_train_photos": {k: int((train["photo_type"] == k).sum()) for k in PHOTO_TYPES},
+        "n_train_embeddings": int(len(x)), "not_skin_crops_per_photo": crops,
+        "logistic_c": c, "max_false_refusal": max_false_refusal,
+        "refuse_threshold": threshold,
+        "out_of_fold_accuracy": float((oof_pred[original] == y[original]).mean()),
+    }
+    return FittedRouter(model.eval(), preprocess, threshold, report)
+
+
+def parse_source_spec(spec: str) -> tuple[str, str]:
+    """``"name=root"`` → (name, root)."""
+    name, sep, root = spec.partition("=")
+    if not sep or not name or not root:
+        raise DataError(f"expected SOURCE=ROOT (e.g. ham10000=../shared/data/ham10000), "
+                        f"got {spec!r}")
+    return name.strip(), root.strip()
+
+
+def load_router_data(sources: list[str], not_skin: str | Path, *, val_fraction: float = 0.2,
+                     seed: int = 0) -> RouterData:
+    """Rows of every ``SOURCE=ROOT`` in ``sources`` (each source's own photo type) and of the
+    not-skin folder, with their seeded group split."""
+    parts = [source_rows(*parse_source_spec(s), seed=seed) for s in sources]
+    parts.append(folder_rows(not_skin))
+    return router_data(parts, val_fraction=val_fraction, seed=seed)
+
+
+def calibration_batch(data: RouterData, preprocess: Preprocess, n: int = 96,
+                      seed: int = 0) -> np.ndarray:
+    """Preprocessed training photos ``(n, 3, H, W)``, a third of each kind, to calibrate the
+    int8 activation ranges."""
+    train = data.frame[data.frame["split"] == "train"]
+    picks = _per_type_sample(train, n // len(PHOTO_TYPES), seed)
+    images = []
+    for uri in picks["image_uri"]:
+        try:
+            images.append(decode_image(read_bytes(uri), max_pixels=MAX_PIXELS)[0])
+        except (OSError, ImageRejected):
+            continue
+    return preprocess.batch(images)
