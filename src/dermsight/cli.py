@@ -389,6 +389,10 @@ def serve(
     threads: Annotated[int | None, typer.Option(
         help="onnxruntime threads per inference (default: its own choice).")] = None,
     max_upload_mb: Annotated[float, typer.Option(help="Largest accepted image, in MB.")] = 10.0,
+    pixel_budget_mp: Annotated[float | None, typer.Option(
+        help="Megapixels decoded at once across the process (predictions and tracking "
+        "uploads); beyond it 503 with Retry-After (default: twice the largest image, "
+        "80).")] = None,
     cors_origin: Annotated[list[str] | None, typer.Option(
         help="Allow this browser origin (repeatable); CORS is off without it.")] = None,
     no_web: Annotated[bool, typer.Option("--no-web", help="API only, no web app at '/'.")]
@@ -410,7 +414,8 @@ def serve(
         settings = ServeSettings(
             model_dir=model, precision=precision, max_concurrency=concurrency, threads=threads,
             max_upload_bytes=int(max_upload_mb * 1024 * 1024), cors_origins=cors_origin or [],
-            web=not no_web, track_database_url=track_db)
+            web=not no_web, track_database_url=track_db,
+            pixel_budget=None if pixel_budget_mp is None else int(pixel_budget_mp * 1_000_000))
         engine = Engine.load(settings.model_dir, precision=settings.precision,
                              threads=settings.threads)  # fail fast on a bad model folder
     except (DermsightError, ValueError) as exc:

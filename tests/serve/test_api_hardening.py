@@ -387,3 +387,14 @@ def test_cors_allows_the_methods_the_api_uses(engine, tmp_path):
                 "Access-Control-Request-Headers": "x-api-key"})
             assert r.status_code == 200, (method, r.text)
             assert method in r.headers["access-control-allow-methods"]
+
+
+def test_serve_takes_a_pixel_budget_of_at_least_the_largest_image(tiny_model):
+    from typer.testing import CliRunner
+
+    from dermsight.cli import app as cli
+
+    result = CliRunner().invoke(cli, ["serve", "--model", str(tiny_model),
+                                      "--pixel-budget-mp", "0.5"])
+    assert result.exit_code == 2
+    assert "pixel_budget" in result.output and "at least max_pixels" in result.output

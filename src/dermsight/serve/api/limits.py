@@ -16,6 +16,8 @@ is being decoded, whatever its file size, so this, not the upload size, bounds t
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import io
 import re
 import threading
@@ -191,11 +193,34 @@ def pixel_groups(sizes: Sequence[int], cap: int) -> list[list[int]]:
     return groups
 
 
+def _load_malloc_trim():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
+        return None
+
+
+_malloc_trim = _load_malloc_trim()
+
+#: A hold at least this large gives the freed memory back to the OS when it ends and no other
+#: pixels are held (glibc keeps freed blocks in its per-thread arenas otherwise, so the server
+#: would stay at its peak after a burst of large images).
+TRIM_PIXELS = 4_000_000
+
+
+def release_memory() -> None:
+    """Return the heap's free memory to the OS (``malloc_trim``; a no-op off glibc)."""
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
 class PixelBudget:
     """Decoded pixels in flight across the process (thread-safe).
 
     :meth:`hold` takes pixels for the duration of a block, or raises ApiError 503 "busy" with
     ``Retry-After`` at once when they are not free: a request never waits holding a worker.
+    When a large hold ends and nothing else is held, the freed memory goes back to the OS.
     """
 
     def __init__(self, total: int) -> None:
@@ -219,3 +244,6 @@ class PixelBudget:
         finally:
             with self._lock:
                 self.used -= pixels
+                idle = self.used == 0
+            if idle and pixels >= TRIM_PIXELS:
+                release_memory()
