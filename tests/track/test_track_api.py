@@ -109,6 +109,27 @@ def test_flagged_photos_are_stored_but_left_out_of_the_trend(client, tracker):
     assert tr["n_photos"] == 3 and tr["n_used"] == tr["n_photos"] - len(tr["excluded"])
 
 
+def test_photos_of_different_spots_get_no_trend(client, tracker):
+    from trackhelpers import OTHER_SPOTS, SAME_SPOT, spot_bytes
+
+    days = ["2026-01-01", "2026-02-01", "2026-03-01"]
+    h, _, ser = _setup(client, tracker)
+    for day, photo in zip(days, SAME_SPOT):
+        assert _upload(client, h, ser, spot_bytes(**photo), day).status_code == 201
+    tr = client.get(f"/v1/track/series/{ser}/trend", headers=h).json()
+    assert tr["n_used"] == 3 and tr["mismatches"] == []
+    assert tr["trend"]["label"] in ("improved", "stable", "worsened")
+    h, _, ser = _setup(client, tracker)
+    ids = [_upload(client, h, ser, spot_bytes(**photo), day).json()["id"]
+           for day, photo in zip(days, OTHER_SPOTS)]
+    tr = client.get(f"/v1/track/series/{ser}/trend", headers=h).json()
+    assert tr["n_used"] == 3 and tr["trend"] is None and tr["baseline"] is None
+    assert "do not look like the same spot" in tr["message"] and "2026-01-01" in tr["message"]
+    first = tr["mismatches"][0]
+    assert first["photo_ids"] == ids[:2] and first["taken_at"][0].startswith("2026-01-01")
+    assert first["score"] > 0 and first["skin_l"] > 20
+
+
 @pytest.mark.parametrize("taken_at", ["yesterday", "2026-13-01", "01/02/2026", "2999-01-01",
                                       "1800-01-01T00:00:00"])
 def test_bad_timestamps_are_422_and_change_nothing(client, tracker, taken_at):

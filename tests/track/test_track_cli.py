@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from trackhelpers import photo_bytes
 from typer.testing import CliRunner
 
@@ -65,3 +66,24 @@ def test_track_cli_bad_input_is_a_clear_error(tmp_path):
     r = _run("add-photo", "nope", str(tmp_path / "p.jpg"), "--no-predict", "--key", key, *d,
              ok=False)
     assert r.exit_code == 2 and "series 'nope' not found" in r.output
+
+
+def test_track_trend_finds_the_trend_model_from_any_folder(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from dermsight.track.cli import _tracker
+    from dermsight.track.trend import ENV_TREND_DIR, MODEL_FILE, default_trend_dir
+
+    monkeypatch.delenv(ENV_TREND_DIR, raising=False)
+    project = Path(__file__).resolve().parents[2] / "models" / "trend"
+    if not (project / MODEL_FILE).is_file():
+        pytest.skip("no trend model (models/trend) in this checkout")
+    monkeypatch.chdir(tmp_path)  # not the repository root
+    assert default_trend_dir() == project
+    t = _tracker(tmp_path / "t", None, None)
+    try:
+        assert t.trend_model is not None and t.trend_note == ""
+    finally:
+        t.close()
+    monkeypatch.setenv(ENV_TREND_DIR, str(tmp_path / "elsewhere"))
+    assert default_trend_dir() == tmp_path / "elsewhere"

@@ -97,3 +97,50 @@ def test_missing_trend_model_is_a_clear_error(tmp_path):
 
     with pytest.raises(ConfigError, match="trend.onnx"):
         T.TrendModel.load(tmp_path)
+
+
+def _measured(photos):
+    from trackhelpers import spot_rgb
+
+    from dermsight.track.lesion import measure_lesion
+
+    rgbs = [spot_rgb(**p) for p in photos]
+    return rgbs, [measure_lesion(x) for x in rgbs]
+
+
+def test_photos_of_other_spots_are_mismatches_by_their_lesion_measures():
+    from trackhelpers import OTHER_SPOTS, SAME_SPOT
+
+    _, same = _measured(SAME_SPOT)
+    assert T.spot_mismatches(same) == []
+    _, other = _measured(OTHER_SPOTS)
+    found = T.spot_mismatches(other)
+    assert [m["index"] for m in found] == [1, 2]
+    assert all(m["checks"] == "measures" and m["score"] > 0 for m in found)
+    assert found[0]["skin_l"] > 20  # pale skin, then dark skin
+    # older rows lack skin_a / skin_b: no difference counted, never an error
+    old = [{k: v for k, v in m.items() if k not in ("skin_a", "skin_b")} for m in other]
+    assert T.same_spot_features(old[0], old[1])["skin_ab"] == 0.0
+
+
+def test_spot_mismatches_read_the_embeddings_of_the_model_they_were_fitted_on():
+    from trackhelpers import OTHER_SPOTS, SAME_SPOT
+
+    from dermsight.serve.engine import Engine, default_model_dir
+
+    if not (default_model_dir() / "model.json").is_file():
+        pytest.skip("no default model folder (models/ham10000) in this checkout")
+    engine = Engine.load(threads=1)
+    assert engine.model_id == T.SAME_SPOT_EMBEDDING_MODEL
+    for photos, one_spot in ((SAME_SPOT, True), (OTHER_SPOTS, False)):
+        rgbs, lesions = _measured(photos)
+        emb = np.stack([p.embedding for p in engine.predict(rgbs)])
+        found = T.spot_mismatches(lesions, emb, engine.model_id)
+        assert (found == []) == one_spot
+        assert all(m["checks"] == "embedding" and "cosine" in m for m in found)
+        # another classifier's embeddings are not read with these weights
+        assert all(m["checks"] == "measures"
+                   for m in T.spot_mismatches(lesions, emb, "0" * 64))
+    same = T.same_spot_score(lesions[0], lesions[0], T.SAME_SPOT["embedding"], emb[0], emb[0])
+    other = T.same_spot_score(lesions[0], lesions[0], T.SAME_SPOT["embedding"], emb[0], -emb[0])
+    assert same < 0 < other  # the same measures, opposite embeddings: flagged by the cosine

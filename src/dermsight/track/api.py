@@ -101,6 +101,9 @@ class TrendOut(BaseModel):
     classes: list[str]
     trend: TrendResult | None
     baseline: TrendResult | None
+    mismatches: list[dict[str, Any]] = Field(
+        default_factory=list, description="consecutive photos that do not look like the same "
+        "spot (then there is no trend): their ids, capture times and the compared measures")
     message: str | None = None
     disclaimer: str
 

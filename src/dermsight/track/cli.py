@@ -32,8 +32,8 @@ Store = Annotated[str | None, typer.Option(
 Key = Annotated[str | None, typer.Option(
     "--key", help="API key (default $DERMSIGHT_API_KEY).", show_default=False)]
 TrendDir = Annotated[Path | None, typer.Option(
-    "--trend-model", help="ONNX trend model folder (default $DERMSIGHT_TREND_MODEL or "
-                          "models/trend when present).")]
+    "--trend-model", help="ONNX trend model folder (default $DERMSIGHT_TREND_MODEL, else "
+                          "the checkout's models/trend, found from any folder).")]
 ModelDir = Annotated[str | None, typer.Option(
     "--model", help="Exported model folder for per-photo predictions and embeddings "
                     "(default: the serving engine's default model, when installed).")]
@@ -65,12 +65,13 @@ def _tracker(data_dir: Path | None, db_url: str | None, store: str | None,
              trend: Path | None = None, model: str | None = None, engine: bool = False):
     from dermsight.track import db
     from dermsight.track.service import Tracker
+    from dermsight.track.trend import default_trend_dir
 
     data_dir = Path(data_dir or os.environ.get("DERMSIGHT_TRACK_DIR", "runs/track"))
     db_url = db_url or os.environ.get("DERMSIGHT_TRACK_DB") or None
     if db_url is None:
         data_dir.mkdir(parents=True, exist_ok=True)
-    trend = trend or Path(os.environ.get("DERMSIGHT_TREND_MODEL", "models/trend"))
+    trend = trend or default_trend_dir()
     return Tracker(db_url or db.default_url(data_dir), store or str(data_dir / "images"),
                    engine=_engine(model, engine), trend_dir=trend if trend.is_dir() else None)
 

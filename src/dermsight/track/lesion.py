@@ -19,8 +19,9 @@ threshold-free versions that change smoothly: ``area8`` / ``area16`` (share of p
 over 8 / 16), ``load`` (mean of ``max(score − 4, 0)`` over the frame), ``darkness_load`` /
 ``redness_load`` (the same for the L* deficit and a* excess alone), the central ellipse against
 the periphery (``centre_darkness``, ``centre_redness``: photos of a lesion followed over time
-are framed on it), ``skin_l`` and ``severity`` (= ``load``, the baseline's score: it grows with
-both the lesion's size and its colour contrast).
+are framed on it), the reference skin colour ``skin_l`` / ``skin_a`` / ``skin_b`` (L*a*b*) and
+``severity`` (= ``load``, the baseline's score: it grows with both the lesion's size and its
+colour contrast).
 """
 
 from __future__ import annotations
@@ -102,6 +103,8 @@ def measure_lesion(rgb: np.ndarray) -> dict[str, float]:
         "centre_darkness": float((lp[0] - lc[0]) * 50.0 / max(float(lp[0]), 10.0)),
         "centre_redness": float(lc[1] - lp[1]),
         "skin_l": float(ref[0]),
+        "skin_a": float(ref[1]),
+        "skin_b": float(ref[2]),
     }
     out["severity"] = out["load"]
     return out

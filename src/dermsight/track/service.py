@@ -39,7 +39,13 @@ from dermsight.track import db
 from dermsight.track.align import prepare_photo
 from dermsight.track.lesion import measure_lesion
 from dermsight.track.store import ImageStore, encode_clean, pixel_sha256, private_dirs
-from dermsight.track.trend import CLASSES, SeverityBaseline, TrendModel
+from dermsight.track.trend import (
+    CLASSES,
+    SeverityBaseline,
+    TrendModel,
+    default_trend_dir,
+    spot_mismatches,
+)
 
 log = logging.getLogger("dermsight.track")
 
@@ -203,7 +209,7 @@ class Tracker:
     def from_url(cls, url: str, **kwargs) -> Tracker:
         """A tracker on database ``url``; images in ``$DERMSIGHT_TRACK_STORE``, else beside a
         SQLite file (``<db folder>/images``), else ``runs/track/images``; the trend model in
-        ``$DERMSIGHT_TREND_MODEL`` or ``models/trend`` when present."""
+        :func:`~dermsight.track.trend.default_trend_dir` when present."""
         from sqlalchemy.engine import make_url
 
         store = os.environ.get("DERMSIGHT_TRACK_STORE")
@@ -217,7 +223,7 @@ class Tracker:
                 store = str(Path(parsed.database).parent / "images")
             else:
                 store = "runs/track/images"
-        trend = Path(os.environ.get("DERMSIGHT_TREND_MODEL", "models/trend"))
+        trend = default_trend_dir()
         kwargs.setdefault("trend_dir", trend if trend.is_dir() else None)
         return cls(url, store, **kwargs)
 
@@ -228,12 +234,13 @@ class Tracker:
         ``DERMSIGHT_TRACK_DIR`` (default ``runs/track``): SQLite database and images;
         ``DERMSIGHT_TRACK_DB``: a database URL instead (e.g. ``postgresql://…``);
         ``DERMSIGHT_TRACK_STORE``: the image store (a folder or an fsspec URL) instead;
-        ``DERMSIGHT_TREND_MODEL`` (default ``models/trend``): the ONNX trend model folder.
+        ``DERMSIGHT_TREND_MODEL``: the ONNX trend model folder (default: the checkout's
+        ``models/trend``, see :func:`~dermsight.track.trend.default_trend_dir`).
         """
         data_dir = Path(os.environ.get("DERMSIGHT_TRACK_DIR", "runs/track"))
         url = os.environ.get("DERMSIGHT_TRACK_DB") or None
         store = os.environ.get("DERMSIGHT_TRACK_STORE") or str(data_dir / "images")
-        trend = Path(os.environ.get("DERMSIGHT_TREND_MODEL", "models/trend"))
+        trend = default_trend_dir()
         if url is None:
             private_dirs(data_dir)
         return cls(url or db.default_url(data_dir), store, engine=engine,
@@ -435,7 +442,8 @@ class Tracker:
                     "disclaimer": DISCLAIMER}
 
     def trend(self, key_id: str, series_id: str) -> dict:
-        """Trend over the series' unflagged photos, oldest first (model and baseline)."""
+        """Trend over the series' unflagged photos, oldest first (model and baseline); none
+        when consecutive photos do not look like the same spot (``mismatches`` says which)."""
         with self.Session() as s:
             self._series(s, key_id, series_id)
             photos = db.photos_of(s, series_id)
@@ -443,12 +451,31 @@ class Tracker:
         excluded = [{"photo_id": p.id, "reason": p.flag_reason} for p in photos if p.flagged]
         out: dict[str, Any] = {"series_id": series_id, "n_photos": len(photos),
                                "n_used": len(used), "excluded": excluded,
-                               "classes": list(CLASSES), "disclaimer": DISCLAIMER}
+                               "classes": list(CLASSES), "mismatches": [],
+                               "disclaimer": DISCLAIMER}
         if len(used) < 2:
             out.update(trend=None, baseline=None,
                        message="a trend needs at least 2 photos that pass the quality check")
             return out
         lesions = [json.loads(p.lesion_json) if p.lesion_json else {} for p in used]
+        dims = {p.embedding_dim for p in used}
+        ids = {(json.loads(p.prediction_json) if p.prediction_json else {}).get("model_id")
+               for p in used}
+        one_space = None not in dims and len(dims) == 1 and None not in ids and len(ids) == 1
+        mismatches = spot_mismatches(
+            lesions, np.stack([np.frombuffer(p.embedding, dtype=np.float32) for p in used])
+            if one_space else None, next(iter(ids)) if one_space else None)
+        if mismatches:
+            for m in mismatches:
+                a, b = used[m["index"] - 1], used[m["index"]]
+                m.update(photo_ids=[a.id, b.id],
+                         taken_at=[_utc(a.taken_at).isoformat(), _utc(b.taken_at).isoformat()])
+            when = "; ".join(" and ".join(t[:10] for t in m["taken_at"]) for m in mismatches)
+            out.update(trend=None, baseline=None, mismatches=mismatches,
+                       message=f"the photos do not look like the same spot (taken {when}): "
+                               "no trend is given. Keep one lesion or area per series: photos "
+                               "of another spot belong in a series of their own.")
+            return out
         t0 = _utc(used[0].taken_at)
         days = [(_utc(p.taken_at) - t0).total_seconds() / 86400.0 for p in used]
         baseline = (self.trend_model.baseline if self.trend_model is not None
@@ -460,9 +487,6 @@ class Tracker:
                            "severity_log_change": score, "method": "severity_baseline",
                            "probabilities": dict(zip(CLASSES, map(float, bp)))}
         model = self.trend_model
-        dims = {p.embedding_dim for p in used}
-        ids = {(json.loads(p.prediction_json) if p.prediction_json else {}).get("model_id")
-               for p in used}
         if model is None:
             out["trend"] = {**out["baseline"], "note": self.trend_note}
         elif dims != {model.emb_dim}:
