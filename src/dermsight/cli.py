@@ -297,6 +297,10 @@ def predict_cmd(
     photo_type: Annotated[str, typer.Option(
         help="auto (the router decides), dermoscopy or clinical: the kind of every photo.")]
     = "auto",
+    metadata: Annotated[Path | None, typer.Option(
+        help="CSV of patient details, one row per image, matched by image_id (file name with "
+        "or without extension) or file; columns named as the models' metadata fields.")]
+    = None,
     as_json: Annotated[bool, typer.Option("--json", help="Write JSON records.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Write CSV rows.")] = False,
     out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")]
@@ -320,8 +324,15 @@ def predict_cmd(
         _fail(exc)
     try:
         models = ServedModels.load(model, precision=precision)
+        table = None
+        if metadata is not None:
+            from dermsight.serve.metadata_csv import read_metadata_csv
+
+            table = read_metadata_csv(metadata, models.metadata_schema, models.metadata_fields)
+            for note in table.notes:
+                typer.secho(f"note: {note}", fg=typer.colors.YELLOW, err=True)
         records = predict_files(models, collect_images(paths), top_k=top_k, progress=not quiet,
-                                photo_type=kind)
+                                photo_type=kind, metadata_table=table)
         text = format_records(records, "json" if as_json else "csv" if as_csv else "text")
     except DermsightError as exc:
         _fail(exc)
@@ -379,7 +390,8 @@ def schema() -> None:
 @app.command()
 def serve(
     model: Annotated[Path | None, typer.Option(
-        "--model", help="Exported model folder (default: the model under models/).")] = None,
+        "--model", help="A folder of model folders (default: the repository's models/: every "
+        "model there, with the photo-type router), or one model folder served alone.")] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(help="Server processes (each loads the model).")] = 1,
@@ -408,7 +420,7 @@ def serve(
 
     from dermsight.serve.api import ServeSettings, create_app
     from dermsight.serve.api.settings import ENV_VAR
-    from dermsight.serve.engine import Engine
+    from dermsight.serve.served import ServedModels
 
     try:
         settings = ServeSettings(
@@ -416,11 +428,13 @@ def serve(
             max_upload_bytes=int(max_upload_mb * 1024 * 1024), cors_origins=cors_origin or [],
             web=not no_web, track_database_url=track_db,
             pixel_budget=None if pixel_budget_mp is None else int(pixel_budget_mp * 1_000_000))
-        engine = Engine.load(settings.model_dir, precision=settings.precision,
-                             threads=settings.threads)  # fail fast on a bad model folder
+        engine = ServedModels.load(settings.model_dir, precision=settings.precision,
+                                   threads=settings.threads)  # fail fast on a bad folder
     except (DermsightError, ValueError) as exc:
         _fail(exc)
-    typer.echo(f"serving {engine.model_dir} on http://{host}:{port} (docs: /docs)", err=True)
+    served = ", ".join(f"{kind}: {e.model_dir}" for kind, e in engine.engines.items())
+    router = f"router {engine.router.folder}" if engine.router is not None else "no router"
+    typer.echo(f"serving {served} ({router}) on http://{host}:{port} (docs: /docs)", err=True)
     if workers <= 1:
         uvicorn.run(create_app(engine, settings), host=host, port=port)
     else:

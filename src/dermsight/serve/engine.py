@@ -89,6 +89,8 @@ class Prediction:
     route: dict | None = None
     refused: bool = False
     message: str | None = None
+    #: identity of the answering model's weights (embeddings of different models differ)
+    model_id: str | None = None
     #: the coarser levels of the diagnosis (model.json's ``hierarchy``): level → [(group, p)],
     #: most probable first, and one sentence that answers at the level the model is sure of
     groups: dict[str, list[tuple[str, float]]] | None = None
@@ -102,6 +104,7 @@ class Prediction:
             "model": self.model,
             "refused": self.refused,
             "message": self.message,
+            "model_id": self.model_id,
             "route": _json_safe(self.route) if self.route is not None else None,
             "summary": self.summary,
             "groups": None if self.groups is None else {
@@ -601,25 +604,29 @@ def collect_images(paths: Sequence[str | Path]) -> list[Path]:
 
 def predict_files(engine: Any, files: Sequence[Path], *, top_k: int = 3,
                   metadata: dict | None = None, progress: bool = True,
-                  max_pixels: int | None = None, photo_type: str | None = None) -> list[dict]:
+                  max_pixels: int | None = None, photo_type: str | None = None,
+                  metadata_table: Any = None) -> list[dict]:
     """One record per file: ``{"file", "ok", "error"?, **Prediction.to_dict()}``. A file that
     cannot be read or decoded gets ``ok: False`` and the reason; it never stops the run.
 
     ``engine``: an :class:`Engine`, or :class:`~dermsight.serve.served.ServedModels` (each
-    photo routed to the model for its kind; ``photo_type`` forces a kind for every file)."""
+    photo routed to the model for its kind; ``photo_type`` forces a kind for every file).
+    ``metadata_table``: a :class:`~dermsight.serve.metadata_csv.MetadataTable` giving each file
+    its own metadata (its warnings go into the file's record); else ``metadata`` for all."""
     from tqdm.auto import tqdm
 
     from dermsight.serve.imageio import DEFAULT_MAX_PIXELS, decode_image
 
     records: list[dict] = []
-    batch: list[tuple[int, np.ndarray]] = []
+    batch: list[tuple[int, np.ndarray, dict | None, list[str]]] = []
 
     def flush() -> None:
         kwargs = {"photo_types": photo_type} if hasattr(engine, "route") else {}
-        preds = engine.predict([rgb for _, rgb in batch], [metadata] * len(batch), top_k=top_k,
+        preds = engine.predict([b[1] for b in batch], [b[2] for b in batch], top_k=top_k,
                                **kwargs)
-        for (i, _), pred in zip(batch, preds):
+        for (i, _, _, notes), pred in zip(batch, preds):
             records[i].update(ok=True, **pred.to_dict())
+            records[i]["warnings"] = notes + records[i]["warnings"]
         batch.clear()
 
     with tqdm(total=len(files), desc="predicting", unit="image", disable=not progress) as bar:
@@ -632,7 +639,9 @@ def predict_files(engine: Any, files: Sequence[Path], *, top_k: int = 3,
                 records[-1].update(ok=False, error=str(exc))
                 bar.update(1)
                 continue
-            batch.append((len(records) - 1, rgb))
+            meta, notes = (metadata_table.lookup(path) if metadata_table is not None
+                           else (metadata, []))
+            batch.append((len(records) - 1, rgb, meta, notes))
             if len(batch) >= engine.batch_size:
                 flush()
             bar.update(1)

@@ -174,6 +174,41 @@ class ServedModels:
     def max_classes(self) -> int:
         return max(len(e.classes) for e in self.engines.values())
 
+    @property
+    def classes(self) -> list[str]:
+        """Every model's classes, in model order (a caller that lists classes sees them all)."""
+        out: dict[str, None] = {}
+        for kind in self.photo_types:
+            out.update(dict.fromkeys(self.engines[kind].classes))
+        return list(out)
+
+    @property
+    def model_dir(self) -> Path:
+        return self.root if self.root is not None else self.default_engine.model_dir
+
+    @property
+    def precision(self) -> str:
+        return self.default_engine.precision
+
+    @property
+    def supports_cam(self) -> bool:
+        return any(e.supports_cam for e in self.engines.values())
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """A model.json-like summary: ``version`` joins every model's version by kind."""
+        versions = [f"{k}:{self.engines[k].info.get('version')}" for k in self.photo_types]
+        return {"name": "+".join(self.engines[k].model_dir.name for k in self.photo_types),
+                "version": " ".join(versions) if len(versions) > 1 else
+                self.default_engine.info.get("version"), **self.describe()}
+
+    def version_of(self, pred: Prediction) -> str | None:
+        """The version of the model that answered ``pred`` (None when refused)."""
+        for engine in self.engines.values():
+            if engine.model_dir.name == pred.model:
+                return engine.info.get("version")
+        return None
+
     def describe(self) -> dict[str, Any]:
         """What is served: the router and each model with the kind it answers."""
         out: dict[str, Any] = {
@@ -246,6 +281,7 @@ class ServedModels:
             for i, pred, dropped in zip(idx, preds, notes):
                 pred.photo_type = kind if kind in PHOTO_TYPES else None
                 pred.model = engine.model_dir.name
+                pred.model_id = engine.model_id
                 pred.route = routes[i].to_dict()
                 pred.warnings = dropped + pred.warnings
                 out[i] = pred

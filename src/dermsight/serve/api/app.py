@@ -50,10 +50,10 @@ Every error has the body `{{"error": {{"code": ..., "message": ..., "field": ...
 
 
 def _load_engine(settings: ServeSettings) -> Engine:
-    from dermsight.serve.engine import Engine
+    from dermsight.serve.served import ServedModels
 
-    return Engine.load(settings.model_dir, precision=settings.precision,
-                       threads=settings.threads)
+    return ServedModels.load(settings.model_dir, precision=settings.precision,
+                             threads=settings.threads)
 
 
 def create_app(engine: Engine | None = None, settings: ServeSettings | None = None, *,
@@ -61,8 +61,10 @@ def create_app(engine: Engine | None = None, settings: ServeSettings | None = No
     """Build the API (and the web app at ``/`` unless ``settings.web`` is False).
 
     Args:
-        engine: a loaded engine; None loads ``settings.model_dir`` (None = the default model)
-            at startup, in a worker thread. A model that fails to load stops the startup.
+        engine: a loaded :class:`~dermsight.serve.served.ServedModels` (or a single
+            ``Engine``); None loads ``settings.model_dir`` (a folder of model folders, or one
+            model folder; None = the repository's ``models/``) at startup, in a worker thread.
+            A model that fails to load stops the startup.
         settings: limits and options (:class:`ServeSettings` defaults when None).
         extra_routers: more routers to mount (see the module docstring).
     """

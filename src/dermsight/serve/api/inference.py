@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from dermsight.serve.engine import Engine
 
 #: Form fields that are request options, not patient metadata.
-RESERVED_FIELDS = frozenset({"file", "files", "cam", "top_k", "metadata"})
+RESERVED_FIELDS = frozenset({"file", "files", "cam", "top_k", "metadata", "photo_type"})
 
 #: The ``metadata`` JSON field: at most this many bytes and this much nesting (an object, or a
 #: list of objects whose values may be lists: 3 deep, and one to spare). Checked before parsing.
@@ -39,8 +39,19 @@ MAX_METADATA_DEPTH = 4
 _GENERIC_TYPES = ("application/octet-stream", "")
 
 
+def check_photo_type(value: str | None) -> str | None:
+    """The ``photo_type`` form field: None or "auto" lets the router decide."""
+    from dermsight.phototype import check_photo_type as check
+
+    try:
+        return check(value, where="photo_type")
+    except ValueError as exc:
+        raise ApiError(422, "invalid_option", str(exc), "photo_type") from None
+
+
 def check_top_k(top_k: int, engine: Engine, settings: ServeSettings) -> int:
-    highest = min(settings.max_top_k, len(engine.classes))
+    highest = min(settings.max_top_k, getattr(engine, "max_classes", None)
+                  or len(engine.classes))
     if not 1 <= top_k <= highest:
         raise ApiError(422, "out_of_range",
                        f"top_k must be between 1 and {highest}, got {top_k}", "top_k")
@@ -216,7 +227,26 @@ def _to_schema(pred: Any, rgb: np.ndarray, overlay: bytes | None,
                version: str | None) -> schemas.Prediction:
     lighting = dict(pred.lighting or {})
     tone = dict(pred.skin_tone or {})
+    route = getattr(pred, "route", None)
+    groups = getattr(pred, "groups", None)
+    answer = dict(
+        photo_type=getattr(pred, "photo_type", None), model=getattr(pred, "model", None),
+        refused=bool(getattr(pred, "refused", False)), message=getattr(pred, "message", None),
+        route=None if route is None else schemas.Route(
+            photo_type=route["photo_type"], forced=bool(route.get("forced")),
+            probabilities=route.get("probabilities") or {},
+            looks_like=[schemas.ClassScore(**c) for c in route.get("looks_like") or []]),
+        summary=getattr(pred, "summary", None),
+        groups=None if groups is None else {
+            level: [schemas.GroupScore(label=g, probability=min(1.0, float(p)))
+                    for g, p in ranked] for level, ranked in groups.items()})
+    if answer["refused"]:
+        return schemas.Prediction(
+            **answer, top_k=[], probabilities={}, conformal_set=[], conformal_text="",
+            image=schemas.ImageSize(width=int(rgb.shape[1]), height=int(rgb.shape[0])),
+            warnings=[str(w) for w in (pred.warnings or [])], model_version=None)
     return schemas.Prediction(
+        **answer,
         top_k=[schemas.ClassScore(label=str(c), probability=float(p)) for c, p in pred.top_k],
         probabilities={str(k): float(v) for k, v in pred.probabilities.items()},
         conformal_set=[str(c) for c in pred.conformal_set],
@@ -244,26 +274,31 @@ def _finite(value: Any) -> float | None:
 
 
 def predict_images(engine: Engine, images: list[np.ndarray], metadata: list[dict | None],
-                   *, top_k: int, cam: bool) -> list[schemas.Prediction]:
-    """Run the engine on decoded images (call it in the inference pool: it blocks)."""
+                   *, top_k: int, cam: bool,
+                   photo_type: str | None = None) -> list[schemas.Prediction]:
+    """Run the engine (or the routed :class:`~dermsight.serve.served.ServedModels`) on decoded
+    images (call it in the inference pool: it blocks); ``photo_type`` forces the kind."""
     from dermsight.serve.imageio import cam_overlay_png
 
+    kwargs = {"photo_types": photo_type} if hasattr(engine, "route") else {}
     try:
-        preds = engine.predict(images, metadata, top_k=top_k, cam=cam)
+        preds = engine.predict(images, metadata, top_k=top_k, cam=cam, **kwargs)
     except DataError as exc:  # metadata the engine rejects (after our own checks)
         raise ApiError(422, "invalid_metadata", str(exc), "metadata") from None
     except ConfigError as exc:  # e.g. a model exported without Grad-CAM outputs
         raise ApiError(422, "unsupported", str(exc), "cam" if cam else None) from None
-    version = engine.info.get("version")
-    version = None if version is None else str(version)
     out = []
     for rgb, pred in zip(images, preds):
         overlay = cam_overlay_png(rgb, pred.cam) if cam and pred.cam is not None else None
-        out.append(_to_schema(pred, rgb, overlay, version))
+        version = engine.version_of(pred) if hasattr(engine, "version_of") \
+            else engine.info.get("version")
+        out.append(_to_schema(pred, rgb, overlay, None if version is None else str(version)))
     return out
 
 
 def decode_and_predict(engine: Engine, settings: ServeSettings, data: bytes, field: str,
-                       metadata: dict | None, *, top_k: int, cam: bool) -> schemas.Prediction:
+                       metadata: dict | None, *, top_k: int, cam: bool,
+                       photo_type: str | None = None) -> schemas.Prediction:
     rgb = decode(data, settings, field)
-    return predict_images(engine, [rgb], [metadata], top_k=top_k, cam=cam)[0]
+    return predict_images(engine, [rgb], [metadata], top_k=top_k, cam=cam,
+                          photo_type=photo_type)[0]

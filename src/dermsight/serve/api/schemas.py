@@ -49,7 +49,40 @@ class ImageSize(BaseModel):
     height: int
 
 
+class Route(BaseModel):
+    photo_type: str = Field(description="dermoscopy, clinical or not_skin.")
+    forced: bool = Field(False, description="True when the caller chose the kind "
+                         "(photo_type form field) instead of the router.")
+    probabilities: dict[str, float] = Field(
+        default_factory=dict, description="The router's probability of each kind (empty when "
+        "forced, or when a single model is served without a router).")
+    looks_like: list[ClassScore] = Field(
+        default_factory=list, description="The everyday objects (ImageNet classes) the photo "
+        "looks most like to the router's backbone.")
+
+
+class GroupScore(BaseModel):
+    label: str
+    probability: float = Field(ge=0.0, le=1.0)
+
+
 class Prediction(BaseModel):
+    photo_type: str | None = Field(
+        None, description="The kind of photo: dermoscopy, clinical or not_skin.")
+    model: str | None = Field(None, description="The model folder that answered (None when "
+                              "the photo was refused).")
+    refused: bool = Field(False, description="True when the photo gets no assessment (not a "
+                          "photo of skin, or no model for its kind): then top_k, probabilities "
+                          "and the conformal set are empty and message says why.")
+    message: str | None = Field(None, description="Why the photo was refused, and what to do.")
+    route: Route | None = Field(None, description="The router's decision.")
+    summary: str | None = Field(
+        None, description="The answer at the level the model is sure of, e.g. 'Most likely an "
+        "inflammatory, non-cancerous condition (87 %): acne or folliculitis.' (models with a "
+        "label hierarchy).")
+    groups: dict[str, list[GroupScore]] | None = Field(
+        None, description="Probabilities summed over the coarser levels of the diagnosis "
+        "(e.g. three_partition_label: malignant / benign / non-neoplastic).")
     top_k: list[ClassScore] = Field(description="The k most probable classes, best first.")
     probabilities: dict[str, float] = Field(description="Every class's probability.")
     conformal_set: list[str] = Field(
@@ -57,8 +90,8 @@ class Prediction(BaseModel):
     conformal_text: str = Field(description="The conformal set in plain words.")
     conformal_coverage: float | None = Field(
         None, description="Target coverage of the conformal set, e.g. 0.9.")
-    lighting: Lighting
-    skin_tone: SkinTone
+    lighting: Lighting | None = None
+    skin_tone: SkinTone | None = None
     image: ImageSize = Field(description="Size of the image as analysed (EXIF orientation "
                              "applied). No EXIF data is kept or returned.")
     warnings: list[str] = Field(default_factory=list)
@@ -79,7 +112,38 @@ class BatchResponse(BaseModel):
     disclaimer: str = DISCLAIMER
 
 
+class ServedModel(BaseModel):
+    photo_type: str = Field(description="The kind of photo this model answers.")
+    folder: str
+    name: str | None = None
+    version: str | None = None
+    classes: list[str]
+    display_names: dict[str, str] = Field(default_factory=dict)
+    input_size: list[int] | None = None
+    precision: str | None = None
+    metadata_schema: dict[str, Any] = Field(default_factory=dict)
+    conformal_coverage: float | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict, description="Validation metrics.")
+    hierarchy: dict[str, Any] | None = None
+    info: dict[str, Any] = Field(default_factory=dict, description="The full model.json.")
+
+
+class RouterInfo(BaseModel):
+    folder: str
+    precision: str | None = None
+    photo_types: list[str]
+    refuse_threshold: float
+    info: dict[str, Any] = Field(default_factory=dict, description="router.json without the "
+                                 "ImageNet class list.")
+
+
 class ModelInfo(BaseModel):
+    routed: bool = Field(False, description="True when a photo-type router sends each photo "
+                         "to the model for its kind; the top-level fields describe the first "
+                         "model (dermoscopy), 'models' every one.")
+    models: dict[str, ServedModel] = Field(default_factory=dict,
+                                           description="Every served model by photo kind.")
+    router: RouterInfo | None = None
     name: str | None = None
     version: str | None = None
     classes: list[str]

@@ -30,11 +30,17 @@ _METADATA_DOC = (
 TopK = Annotated[int, Form(description="How many classes to return, best first.")]
 Cam = Annotated[bool, Form(description="Also return a Grad-CAM overlay (PNG, base64).")]
 Metadata = Annotated[str | None, Form(description=_METADATA_DOC)]
+PhotoType = Annotated[str | None, Form(
+    description="auto (default: the photo-type router decides), dermoscopy or clinical: the "
+    "kind of photo, when you know better than the router. A photo the router finds is not of "
+    "skin gets no assessment (refused: true, with a message).")]
 
 
 @router.post("/predict", response_model=Prediction, responses=_ERRORS,
              summary="Classify one photo",
-             description="Top-k conditions with calibrated probabilities, the conformal set, "
+             description="The photo-type router first decides what kind of photo it is "
+             "(dermoscopy, clinical, or not skin: refused, with no diagnosis) and which model "
+             "answers it. Then: top-k conditions with calibrated probabilities, the conformal set, "
              "photo quality with retake tips, the estimated skin tone and optionally a Grad-CAM "
              "overlay. EXIF orientation is applied; EXIF data (GPS included) is never kept, "
              "logged or returned. Not medical advice.")
@@ -46,8 +52,10 @@ async def predict(
     top_k: TopK = 3,
     cam: Cam = False,
     metadata: Metadata = None,
+    photo_type: PhotoType = None,
 ) -> Prediction:
     settings = state.settings
+    kind = inference.check_photo_type(photo_type)
     inference.check_top_k(top_k, engine, settings)
     form = await request.form()  # already parsed by FastAPI: cached, not read twice
     meta = inference.metadata_from_form(form, metadata, engine.metadata_schema or {}, 1,
@@ -55,7 +63,7 @@ async def predict(
     data = await inference.read_upload(file, settings, "file")
     return await state.run(
         lambda: inference.decode_and_predict(engine, settings, data, "file", meta,
-                                             top_k=top_k, cam=cam),
+                                             top_k=top_k, cam=cam, photo_type=kind),
         pixels=image_pixels(data, settings.max_pixels))
 
 
@@ -72,8 +80,10 @@ async def predict_batch(
     top_k: TopK = 3,
     cam: Cam = False,
     metadata: Metadata = None,
+    photo_type: PhotoType = None,
 ) -> BatchResponse:
     settings = state.settings
+    kind = inference.check_photo_type(photo_type)
     if len(files) > settings.max_batch_size:
         raise ApiError(413, "too_many_files",
                        f"{len(files)} files sent, the limit is {settings.max_batch_size}", "files")
@@ -108,7 +118,7 @@ async def predict_batch(
                     results[i] = BatchItem(index=i, error=ErrorDetail(**exc.body()["error"]))
             if images:
                 preds = inference.predict_images(engine, images, [metas[i] for i in keep],
-                                                 top_k=top_k, cam=cam)
+                                                 top_k=top_k, cam=cam, photo_type=kind)
                 for i, pred in zip(keep, preds):
                     results[i] = BatchItem(index=i, prediction=pred)
         return results

@@ -21,9 +21,22 @@ function setStatus(text, isError = false) {
   el.classList.toggle("error", isError);
 }
 
-function displayName(label) {
-  const names = (state.model && state.model.display_names) || {};
-  return names[label] || label.replace(/_/g, " ");
+const KIND_WORDS = {
+  dermoscopy: "a dermoscopy photo",
+  clinical: "a clinical photo of skin",
+  not_skin: "not a close-up photo of skin",
+};
+
+function modelFor(kind) {
+  const models = (state.model && state.model.models) || {};
+  return models[kind] || null;
+}
+
+function displayName(label, kind) {
+  const served = modelFor(kind);
+  const names = (served && served.display_names) || (state.model && state.model.display_names)
+    || {};
+  return names[label] || label.replace(/[_-]/g, " ");
 }
 
 function percent(p) {
@@ -45,9 +58,17 @@ async function loadModel() {
     if (!res.ok) throw new Error(body.error ? body.error.message : res.statusText);
     state.model = body;
     if (body.disclaimer) $("disclaimer-text").textContent = body.disclaimer;
-    const version = body.version ? ` ${body.version}` : "";
-    $("model-line").textContent = `Model: ${body.name || "dermsight"}${version} · ` +
-      `${body.classes.length} classes`;
+    const models = Object.entries(body.models || {});
+    if (models.length) {
+      const list = models.map(([kind, m]) =>
+        `${kind} (${m.name || m.folder}, ${m.classes.length} classes)`).join(", ");
+      $("model-line").textContent = `Models: ${list}` +
+        (body.router ? " · photo-type router" : "");
+    } else {
+      const version = body.version ? ` ${body.version}` : "";
+      $("model-line").textContent = `Model: ${body.name || "dermsight"}${version} · ` +
+        `${body.classes.length} classes`;
+    }
     buildMetadataForm(body.metadata_schema || {});
   } catch (err) {
     $("model-line").textContent = "Model: not available";
@@ -192,6 +213,8 @@ async function requestPrediction(withCam) {
   form.append("file", state.file, state.file.name || "photo.jpg");
   form.append("top_k", "3");
   form.append("cam", withCam ? "true" : "false");
+  const kind = $("photo-type").value;
+  if (kind && kind !== "auto") form.append("photo_type", kind);
   const meta = metadataFields();
   if (Object.keys(meta).length) form.append("metadata", JSON.stringify(meta));
   const res = await fetch("/v1/predict", { method: "POST", body: form });
@@ -229,8 +252,37 @@ async function analyse(event) {
   }
 }
 
+function routeLine(pred) {
+  const kind = pred.photo_type;
+  const route = pred.route || {};
+  const words = KIND_WORDS[kind] || kind || "a photo";
+  const routed = state.model && state.model.routed;
+  const how = route.forced ? `You chose ${words}`
+    : routed ? `Looks like ${words}` : `Treated as ${words}`;
+  if (pred.refused) return `${how}.`;
+  const served = modelFor(kind);
+  const model = served ? `the ${kind} model (${served.name || pred.model})`
+    : `the ${pred.model} model`;
+  return `${how}: analysed with ${model}.`;
+}
+
 function render(pred) {
   $("results").hidden = false;
+  $("route-line").textContent = routeLine(pred);
+  $("route-fix").hidden = !(state.model && state.model.routed);
+  $("as-clinical").hidden = pred.photo_type === "clinical";
+  $("as-dermoscopy").hidden = pred.photo_type === "dermoscopy";
+  $("refusal").hidden = !pred.refused;
+  $("answer").hidden = !!pred.refused;
+  if (pred.refused) {
+    $("refusal-text").textContent = pred.message || "";
+    if (pred.disclaimer) $("disclaimer-text").textContent = pred.disclaimer;
+    $("cam-img").hidden = true;
+    $("preview-img").hidden = false;
+    return;
+  }
+  $("summary").textContent = pred.summary || "";
+  $("summary").hidden = !pred.summary;
 
   const lighting = pred.lighting || {};
   const tips = lighting.tips || [];
@@ -248,7 +300,7 @@ function render(pred) {
   for (const { label, probability } of pred.top_k) {
     const li = document.createElement("li");
     li.className = "bar-row";
-    const name = displayName(label);
+    const name = displayName(label, pred.photo_type);
     li.innerHTML = '<div class="bar-label"><span class="bar-name"></span>' +
       '<span class="bar-value"></span></div>' +
       '<div class="bar-track" aria-hidden="true"><div class="bar-fill"></div></div>';
@@ -259,7 +311,7 @@ function render(pred) {
     list.appendChild(li);
   }
 
-  const set = (pred.conformal_set || []).map(displayName);
+  const set = (pred.conformal_set || []).map((c) => displayName(c, pred.photo_type));
   const cov = pred.conformal_coverage;
   let text;
   if (set.length && cov) {
@@ -337,11 +389,20 @@ async function toggleCam() {
   }
 }
 
+function reanalyseAs(kind) {
+  $("photo-type").value = kind;
+  state.camCache = null;
+  $("cam-toggle").checked = false;
+  analyse(null);
+}
+
 function init() {
   $("file-input").addEventListener("change", (e) => useFile(e.target.files[0]));
   $("camera-input").addEventListener("change", (e) => useFile(e.target.files[0]));
   $("predict-form").addEventListener("submit", analyse);
   $("cam-toggle").addEventListener("change", toggleCam);
+  $("as-clinical").addEventListener("click", () => reanalyseAs("clinical"));
+  $("as-dermoscopy").addEventListener("click", () => reanalyseAs("dermoscopy"));
   if (navigator.mediaDevices && navigator.mediaDevices.getUserMedia) {
     $("webcam-open").hidden = false;
     $("webcam-open").addEventListener("click", openWebcam);
