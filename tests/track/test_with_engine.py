@@ -80,3 +80,56 @@ def test_serving_app_mounts_tracking_with_predictions_and_trend(engine, tmp_path
         assert "another classifier" in tr["trend"]["note"]
     finally:
         other.close()
+
+
+class _Routed:
+    """A routed engine (the ServedModels surface tracking uses) that reads photos as
+    ``kind``, or as the kind the caller forces; ``not_skin`` is refused."""
+
+    model_id = "routed"
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def route(self, images, forced=None):  # marks the engine as routed
+        raise NotImplementedError
+
+    def predict(self, images, top_k=3, photo_types=None):
+        from dermsight.phototype import check_photo_type
+        from dermsight.serve.engine import Prediction
+
+        kind = check_photo_type(photo_types) or self.kind
+        refused = kind == "not_skin"
+        return [Prediction(
+            probabilities={} if refused else {"a": 1.0}, top_k=[] if refused else [("a", 1.0)],
+            conformal_set=[], conformal_text="", conformal_coverage=None, lighting={},
+            skin_tone={}, embedding=np.zeros(0 if refused else 4, np.float32),
+            photo_type=kind, model=None if refused else f"{kind}-model", refused=refused,
+            message="This doesn't look like a close-up photo of skin." if refused else None,
+            model_id=None if refused else f"{kind}-id") for _ in images]
+
+
+def test_tracking_refuses_non_skin_and_keeps_one_kind_per_series(tracker):
+    from dermsight.track.service import TrackError
+
+    key = tracker.authenticate(tracker.create_key("k"))
+    subject = tracker.create_subject(key, "")["id"]
+    series = tracker.create_series(key, subject, "arm", None, "lesion")["id"]
+    with pytest.raises(TrackError, match="'cat.jpg' was not stored: This doesn't look") as err:
+        tracker.add_photo(key, series, photo_bytes(0), filename="cat.jpg",
+                          engine=_Routed("not_skin"))
+    assert err.value.status == 422 and err.value.code == "not_skin"
+    assert tracker.timeline(key, series)["photos"] == []
+    first = tracker.add_photo(key, series, photo_bytes(1), engine=_Routed("clinical"))
+    assert first["prediction"]["photo_type"] == "clinical"
+    assert first["prediction"]["model"] == "clinical-model"
+    assert first["prediction"]["model_id"] == "clinical-id"
+    with pytest.raises(TrackError, match="holds clinical photos and this one was read as "
+                       "dermoscopy") as err:
+        tracker.add_photo(key, series, photo_bytes(2), engine=_Routed("dermoscopy"))
+    assert err.value.status == 409
+    # the user knows better: forcing the series' kind stores it
+    again = tracker.add_photo(key, series, photo_bytes(2), engine=_Routed("dermoscopy"),
+                              photo_type="clinical")
+    assert again["prediction"]["photo_type"] == "clinical"
+    assert len(tracker.timeline(key, series)["photos"]) == 2

@@ -215,6 +215,9 @@ def _api_router(tracker: Tracker) -> APIRouter:
                         taken_at: Annotated[str | None, Form(
                             description="ISO 8601 capture time; default: the photo's EXIF "
                                         "time, else now")] = None,
+                        photo_type: Annotated[str | None, Form(
+                            description="auto (the photo-type router decides), dermoscopy or "
+                                        "clinical")] = None,
                         x_api_key: KeyHeader = None):
         state = getattr(request.app.state, "dermsight", None)
         settings = getattr(state, "settings", None)
@@ -228,6 +231,7 @@ def _api_router(tracker: Tracker) -> APIRouter:
         work = functools.partial(
             run, tracker.add_photo, request.state.track_key, series_id, data,
             taken_at=taken_at, filename=name, max_bytes=max_bytes, max_pixels=max_pixels,
+            photo_type=photo_type,
             engine=None if tracker.engine is not None else _app_engine(request))
         if state is None:  # mounted in an app without the serving state
             return await run_in_threadpool(work)

@@ -347,10 +347,15 @@ class Tracker:
     def add_photo(self, key_id: str, series_id: str, data: bytes, *,
                   taken_at: str | datetime | None = None, filename: str = "upload",
                   engine: Any = None, max_bytes: int = MAX_BYTES,
-                  max_pixels: int = MAX_PIXELS) -> dict:
+                  max_pixels: int = MAX_PIXELS, photo_type: str | None = None) -> dict:
         """Store one photo in a series (see the module docstring); ``engine`` overrides the
         tracker's inference engine for this call; ``max_bytes`` and ``max_pixels`` bound the
-        upload (the serving app passes its own limits)."""
+        upload (the serving app passes its own limits).
+
+        With a routed engine (:class:`~dermsight.serve.served.ServedModels`) the photo is
+        routed as in ``/v1/predict`` (``photo_type`` forces its kind): a photo that is not of
+        skin is not stored (422 ``not_skin``), and a series keeps one kind of photo (409
+        ``photo_type_mismatch`` naming both kinds)."""
         when = taken_at if isinstance(taken_at, datetime) else parse_taken_at(taken_at)
         with self.Session() as s:  # ownership first: a stranger learns nothing from the image
             kind = self._series(s, key_id, series_id).kind
@@ -359,7 +364,9 @@ class Tracker:
         with self.Session() as s:
             self._check_duplicate(s, series_id, phash)
         when = _utc(when or exif_time or db.utcnow())
-        analysis = self.analyse(rgb, kind, engine if engine is not None else self.engine)
+        analysis = self.analyse(rgb, kind, engine if engine is not None else self.engine,
+                                photo_type=photo_type, filename=filename)
+        self._check_photo_type(series_id, analysis)
         clean = encode_clean(rgb)
         uri = None
         created = False
@@ -393,8 +400,27 @@ class Tracker:
             raise TrackError(409, "duplicate_photo", f"this photo is already in series "
                              f"'{series_id}' (photo '{dup}')", "file")
 
-    def analyse(self, rgb: np.ndarray, kind: str, engine: Any = None) -> dict:
-        """Row fields from the photo: quality/flag, tone, lesion measures, prediction."""
+    def _check_photo_type(self, series_id: str, analysis: dict) -> None:
+        """A series keeps the kind of photo (dermoscopy / clinical) of its first routed photo."""
+        new = json.loads(analysis.get("prediction_json") or "{}").get("photo_type")
+        if new is None:
+            return
+        with self.Session() as s:
+            stored = s.scalars(select(db.Photo.prediction_json).where(
+                db.Photo.series_id == series_id)).all()
+        kinds = {json.loads(p).get("photo_type") for p in stored if p} - {None}
+        if kinds and new not in kinds:
+            raise TrackError(409, "photo_type_mismatch",
+                             f"series '{series_id}' holds {', '.join(sorted(kinds))} photos and "
+                             f"this one was read as {new}: start a new series for it, or send "
+                             f"photo_type={sorted(kinds)[0]} if it was misjudged", "file")
+
+    def analyse(self, rgb: np.ndarray, kind: str, engine: Any = None, *,
+                photo_type: str | None = None, filename: str = "upload") -> dict:
+        """Row fields from the photo: quality/flag, tone, lesion measures, prediction.
+
+        Raises:
+            TrackError: 422 ``not_skin`` when a routed engine refuses the photo."""
         prep = prepare_photo(rgb, kind)
         img = prep.rgb
         small = downscale(img, 512)
@@ -410,10 +436,19 @@ class Tracker:
             "flag_reason": " ".join(prep.reasons) if prep.reasons else None,
         }
         if engine is not None:
-            pred = engine.predict([img], top_k=3)[0]
+            routed = hasattr(engine, "route")
+            try:
+                pred = engine.predict([img], top_k=3,
+                                      **({"photo_types": photo_type} if routed else {}))[0]
+            except ValueError as exc:  # an unknown forced kind
+                raise TrackError(422, "invalid_option", str(exc), "photo_type") from None
+            if getattr(pred, "refused", False):
+                raise TrackError(422, "not_skin", f"'{filename}' was not stored: {pred.message}",
+                                 "file")
             d = pred.to_dict() if hasattr(pred, "to_dict") else dict(pred)
             d.pop("embedding", None)
-            d["model_id"] = getattr(engine, "model_id", None)  # whose embedding space this is
+            # whose embedding space this is (a routed engine names the model that answered)
+            d["model_id"] = d.get("model_id") or getattr(engine, "model_id", None)
             fields["prediction_json"] = json.dumps(d, default=float)
             emb = getattr(pred, "embedding", None)
             if emb is not None:

@@ -65,7 +65,9 @@
     if (p.prediction && p.prediction.top_k) {
       const top = p.prediction.top_k.map((k) => (k.label || k.class || k[0]) + " " +
         pct(k.probability !== undefined ? k.probability : k[1])).join(", ");
-      card.append(el("div", {class: "small"}, "model: " + top));
+      const who = p.prediction.model ? p.prediction.photo_type + " photo, read by the " +
+        p.prediction.model + " model: " : "model: ";
+      card.append(el("div", {class: "small"}, who + top));
     }
     if (p.tone) card.append(el("div", {class: "small"}, "skin tone: " + p.tone.ita_category +
                                  " (Monk " + p.tone.monk_estimate + ")"));
