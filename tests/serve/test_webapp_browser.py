@@ -131,6 +131,65 @@ def test_a_bad_file_shows_the_error_and_the_app_recovers(server_url, tmp_path):
         assert page.locator("#top-k .bar-row").count() == 3
 
 
+@pytest.fixture(scope="module")
+def routed_url(tiny_model, tmp_path_factory):
+    """The app serving two tiny models (dermoscopy, clinical) behind the committed router."""
+    import json
+    import shutil
+
+    pytest.importorskip("playwright.sync_api")
+    router = Path(__file__).resolve().parents[2] / "models" / "router"
+    if not (router / "router.json").is_file():
+        pytest.skip("models/router is not committed in this checkout")
+    from dermsight.serve.api import ServeSettings, create_app
+    from dermsight.serve.served import ServedModels
+
+    root = tmp_path_factory.mktemp("routed") / "models"
+    for folder, kind in (("derm", "dermoscopy"), ("clin", "clinical")):
+        shutil.copytree(tiny_model, root / folder)
+        info = json.loads((root / folder / "model.json").read_text())
+        (root / folder / "model.json").write_text(json.dumps({**info, "photo_type": kind}))
+    shutil.copytree(router, root / "router")
+    with live_server(create_app(ServedModels.load(root), ServeSettings())) as url:
+        yield url
+
+
+def test_router_refuses_a_cat_and_the_user_can_correct_the_kind(routed_url, tmp_path):
+    from skimage import data as skdata
+
+    cat = tmp_path / "cat.png"
+    Image.fromarray(skdata.chelsea()).save(cat)
+    with browser_page(width=390, height=844) as page:
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        analyse(page, routed_url, cat)
+        assert "photo-type router" in page.locator("#model-line").inner_text()
+        refusal = page.locator("#refusal")
+        assert refusal.is_visible()
+        assert "doesn't look like a close-up photo of skin" in refusal.inner_text()
+        assert not page.locator("#top-k").is_visible()
+        assert not page.locator("#conformal").is_visible()
+        assert page.locator("#route-line").inner_text().startswith(
+            "Looks like something other than a close-up photo of skin")
+        assert page.locator("#disclaimer").is_visible()
+        page.screenshot(path=str(artifacts_dir() / "webapp-refusal-phone.png"), full_page=True)
+
+        # the user knows better: analyse it as a clinical photo
+        page.get_by_role("button", name="Analyse as a clinical photo").click()
+        page.locator("#route-line", has_text="You chose a clinical photo").wait_for()
+        assert "analysed with the clinical model" in page.locator("#route-line").inner_text()
+        assert not refusal.is_visible()
+        assert page.locator("#top-k .bar-row").count() == 3
+
+        # a dermoscopy photo, chosen in the form
+        page.locator("#photo-type").select_option("dermoscopy")
+        page.get_by_label("Choose a photo").set_input_files(str(photo(tmp_path / "spot.png")))
+        page.get_by_role("button", name="Analyse photo").click()
+        page.locator("#route-line", has_text="dermoscopy model").wait_for()
+        assert page.locator("#top-k .bar-row").count() == 3
+        assert not errors, errors
+
+
 def main() -> None:
     """Screenshot of the app serving a real model (the default one unless --model)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

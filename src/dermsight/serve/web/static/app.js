@@ -24,7 +24,7 @@ function setStatus(text, isError = false) {
 const KIND_WORDS = {
   dermoscopy: "a dermoscopy photo",
   clinical: "a clinical photo of skin",
-  not_skin: "not a close-up photo of skin",
+  not_skin: "something other than a close-up photo of skin",
 };
 
 function modelFor(kind) {
