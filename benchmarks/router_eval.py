@@ -69,10 +69,11 @@ def main() -> None:
             except (OSError, ImageRejected):
                 continue
         started = time.perf_counter()
-        p, _ = router.probabilities(images)
+        p, _, emb = router.probabilities(images, embeddings=True)
+        decided = router.decide(p, emb)
         seconds += time.perf_counter() - started
         n_images += len(images)
-        for i, row, kind in zip(keep, p, router.decide(p)):
+        for i, row, kind in zip(keep, p, decided):
             kinds.append((i, kind))
             probs.append(row)
     index = [i for i, _ in kinds]

@@ -677,6 +677,7 @@ def format_records(records: list[dict], fmt: str = "text") -> str:
             "lighting_ok": light.get("ok", ""), "lighting_tips": " ".join(light.get("tips", [])),
             "ita": "" if tone.get("ita") is None else f"{tone['ita']:.1f}",
             "skin_tone": tone.get("bucket") or "", "monk": tone.get("monk") or "",
+            "skin_type": tone.get("skin_type") or "",
             "warnings": " ".join(r.get("warnings") or []),
             "message": r.get("message") or "",
             **{c: f"{probs[c]:.6f}" if c in probs else "" for c in classes},

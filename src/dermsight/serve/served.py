@@ -29,7 +29,7 @@ import numpy as np
 from dermsight.errors import ConfigError, DataError
 from dermsight.phototype import DESCRIPTIONS, PHOTO_TYPES, REFUSAL, REFUSAL_ADVICE, SKIN_TYPES
 from dermsight.phototype import check_photo_type as _check_kind
-from dermsight.serve.engine import MODEL_JSON, Engine, Prediction
+from dermsight.serve.engine import LOW_SKIN_FRACTION, MODEL_JSON, Engine, Prediction
 from dermsight.serve.router import ROUTER_JSON, Route, Router
 
 ENV_MODELS_DIR = "DERMSIGHT_MODELS_DIR"
@@ -234,14 +234,16 @@ class ServedModels:
             raise DataError(f"photo_type has {len(forced)} entries for {len(images)} images")
         kinds = [_check_kind(f, where="photo_type") for f in forced]
         routes: list[Route | None] = [None] * len(images)
-        todo = [i for i, k in enumerate(kinds) if k is None]
-        if todo and self.router is not None:
-            for i, r in zip(todo, self.router.classify([images[i] for i in todo])):
-                routes[i] = r
+        if self.router is not None and images:  # forced photos too: the skin-type estimate
+            routes = list(self.router.classify(list(images)))
         only = self.photo_types[0]
         for i, kind in enumerate(kinds):
             if kind is not None:
-                routes[i] = Route(kind, {}, forced=True)
+                seen = routes[i]
+                routes[i] = Route(kind, seen.probabilities if seen else {}, forced=True,
+                                  looks_like=seen.looks_like if seen else [],
+                                  skin_type=seen.skin_type if seen else None,
+                                  atypicality=seen.atypicality if seen else None)
             elif routes[i] is None:  # one model served alone
                 routes[i] = Route(only, {}, forced=False)
         return routes  # type: ignore[return-value]
@@ -279,6 +281,7 @@ class ServedModels:
             preds = engine.predict([images[i] for i in idx], metas, top_k=top_k,
                                    cam=cam and engine.supports_cam, strict=strict)
             for i, pred, dropped in zip(idx, preds, notes):
+                _add_skin_type(pred, routes[i], kind)
                 pred.photo_type = kind if kind in PHOTO_TYPES else None
                 pred.model = engine.model_dir.name
                 pred.model_id = engine.model_id
@@ -286,6 +289,30 @@ class ServedModels:
                 pred.warnings = dropped + pred.warnings
                 out[i] = pred
         return out  # type: ignore[return-value]
+
+
+def _add_skin_type(pred: Prediction, route: Route, kind: str) -> None:
+    """Put the router's learned skin-type estimate into ``pred.skin_tone`` (``skin_type``
+    1-6, and ``monk`` derived from it; ITA's Monk tone moves to ``monk_from_ita``), or say why
+    there is none (``skin_type_reason``)."""
+    tone = pred.skin_tone
+    if tone is None:
+        return
+    tone.setdefault("monk_from_ita", tone.get("monk"))
+    estimate = route.skin_type
+    reason = None
+    if estimate is None:
+        reason = "no learned skin-type estimate is installed (router without a skin-type head)"
+    elif kind != "clinical":
+        reason = ("the learned estimate is trained on clinical photos only; for dermoscopy "
+                  "photos see ITA")
+    elif tone.get("skin_fraction") is None or tone["skin_fraction"] < LOW_SKIN_FRACTION:
+        reason = "too little clear skin is visible to estimate a skin type"
+    if reason is not None:
+        tone.update(skin_type=None, skin_type_expected=None, skin_type_reason=reason)
+        return
+    tone.update(skin_type=estimate["fitzpatrick"], skin_type_expected=estimate["expected"],
+                skin_type_reason=None, monk=estimate["monk"])
 
 
 def _for_engine(meta: dict | None, engine: Engine) -> tuple[dict | None, list[str]]:

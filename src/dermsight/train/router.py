@@ -18,6 +18,7 @@ computed afterwards by ``benchmarks/router_eval.py`` on the exported int8 model.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ from dermsight.data.preprocess import Preprocess
 from dermsight.errors import DataError
 from dermsight.io import read_bytes
 from dermsight.models.router import PhotoTypeNet
-from dermsight.phototype import PHOTO_TYPES
+from dermsight.phototype import PHOTO_TYPES, density_score
 from dermsight.prepare.measure import ImageRejected, decode_image
 from dermsight.sources import get_source
 
@@ -173,18 +174,115 @@ def choose_refuse_threshold(p_not_skin: np.ndarray, is_skin: np.ndarray,
     return float(max(0.5, np.nextafter(skin[allowed], 1.0)))
 
 
+FITZPATRICK_TYPES = (1, 2, 3, 4, 5, 6)
+DENSITY_COMPONENTS = 64
+
+
+def fit_density(x: np.ndarray, kinds: np.ndarray, n_components: int = DENSITY_COMPONENTS
+                ) -> dict[str, np.ndarray]:
+    """How typical an embedding is of skin photos: PCA of the skin photos' embeddings, then one
+    Gaussian per kind of skin photo (Ledoit-Wolf covariance) in that space. The score of a photo
+    (:func:`density_score`) is its smallest squared Mahalanobis distance to a kind: large for
+    pictures unlike any skin photo seen, whatever they show — the router's defence against
+    kinds of non-skin pictures its head never saw."""
+    from sklearn.covariance import LedoitWolf
+    from sklearn.decomposition import PCA
+
+    pca = PCA(n_components=min(n_components, len(x) - 1), random_state=0).fit(x)
+    z = pca.transform(x)
+    means, precisions = [], []
+    for k in sorted(set(kinds.tolist())):
+        cov = LedoitWolf().fit(z[kinds == k])
+        means.append(cov.location_)
+        precisions.append(cov.precision_)
+    return {"components": pca.components_.astype(np.float32),
+            "center": pca.mean_.astype(np.float32),
+            "means": np.asarray(means, np.float32), "precisions": np.asarray(precisions,
+                                                                             np.float32)}
+
+
+def fit_skin_type(x: np.ndarray, types: np.ndarray, groups: np.ndarray, *, c: float = 0.05,
+                  seed: int = 0) -> dict:
+    """A learned Fitzpatrick skin-type estimate: a multinomial logistic regression on the
+    router's embeddings of clinical photos with a dermatologist's label (types 1-6), scored out
+    of fold (5 group-aware folds: near-duplicates stay together). The estimate is the expected
+    type; returns the head (``weight`` [6, F], ``bias`` [6], on raw embeddings) and the
+    out-of-fold figures."""
+    from scipy.stats import spearmanr
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    def classifier():
+        return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000))
+
+    types = np.asarray(types, int)
+    oof = cross_val_predict(classifier(), x, types, groups=groups, method="predict_proba",
+                            cv=StratifiedGroupKFold(5, shuffle=True, random_state=seed))
+    expected = oof @ np.asarray(FITZPATRICK_TYPES, float)
+    estimate = np.clip(np.rint(expected), 1, 6).astype(int)
+    per_type = {}
+    for t in FITZPATRICK_TYPES:
+        sel = types == t
+        per_type[str(t)] = {"n": int(sel.sum()),
+                            "within_1": float((np.abs(estimate[sel] - t) <= 1).mean()),
+                            "exact": float((estimate[sel] == t).mean()),
+                            "median_estimate": float(np.median(expected[sel]))}
+    fitted = classifier().fit(x, types)
+    scaler, logistic = fitted[0], fitted[1]
+    weight = logistic.coef_ / scaler.scale_[None, :]
+    bias = logistic.intercept_ - weight @ scaler.mean_
+    return {
+        "classes": list(FITZPATRICK_TYPES), "logistic_c": c,
+        "weight": np.round(weight, 7).tolist(), "bias": np.round(bias, 7).tolist(),
+        "out_of_fold": {"n": int(len(types)),
+                        "spearman": float(spearmanr(expected, types).statistic),
+                        "within_1": float((np.abs(estimate - types) <= 1).mean()),
+                        "exact": float((estimate == types).mean()), "per_type": per_type},
+    }
+
+
 @dataclass
 class FittedRouter:
     model: PhotoTypeNet
     preprocess: Preprocess
     refuse_threshold: float
     report: dict
+    skin_type: dict | None = None
+    density: dict[str, np.ndarray] | None = None
+    density_threshold: float | None = None
+
+
+def cached_embeddings(model: PhotoTypeNet, preprocess: Preprocess, frame: pd.DataFrame, *,
+                      cache_dir: Path | None, **kwargs) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`embed_photos`, stored in ``cache_dir`` under a key of everything that determines
+    the result (backbone, preprocessing, photos, crops, seed), so a refit skips the backbone."""
+    if cache_dir is None:
+        return embed_photos(model, preprocess, frame, **kwargs)
+    key = hashlib.sha1(json.dumps({
+        "backbone": model.backbone_name, "preprocess": preprocess.to_dict(),
+        "uris": frame["image_uri"].tolist(), "types": frame["photo_type"].tolist(),
+        **{k: v for k, v in kwargs.items() if k != "progress"}}, sort_keys=True,
+        default=str).encode()).hexdigest()[:16]
+    path = Path(cache_dir) / f"embeddings-{key}.npz"
+    if path.is_file():
+        with np.load(path) as z:
+            return z["x"], z["owner"]
+    x, owner = embed_photos(model, preprocess, frame, **kwargs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, x=x, owner=owner)
+    tmp.replace(path)
+    return x, owner
 
 
 def fit_router(data: RouterData, *, crops: int = 2, c: float = 0.5,
                max_false_refusal: float = 0.005, max_train_per_type: int | None = 3000,
-               seed: int = 0, progress: bool = True) -> FittedRouter:
-    """Fit the head on the train rows of ``data`` (see the module docstring)."""
+               seed: int = 0, progress: bool = True,
+               cache_dir: Path | None = Path("runs/router-cache")) -> FittedRouter:
+    """Fit the head on the train rows of ``data`` (see the module docstring); the embeddings
+    are cached in ``cache_dir`` (None: not cached)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
@@ -200,7 +298,8 @@ def fit_router(data: RouterData, *, crops: int = 2, c: float = 0.5,
     missing = [k for k in PHOTO_TYPES if not (train["photo_type"] == k).any()]
     if missing:
         raise DataError(f"no training photos of kind(s) {missing}")
-    x, owner = embed_photos(model, preprocess, train, crops=crops, seed=seed, progress=progress)
+    x, owner = cached_embeddings(model, preprocess, train, cache_dir=cache_dir, crops=crops,
+                                 seed=seed, progress=progress)
     y = train["photo_type"].map({k: i for i, k in enumerate(PHOTO_TYPES)}).to_numpy()[owner]
     groups = train["group_id"].to_numpy()[owner]
 
@@ -213,22 +312,54 @@ def fit_router(data: RouterData, *, crops: int = 2, c: float = 0.5,
     original = np.r_[True, owner[1:] != owner[:-1]]  # the uncropped view of each photo
     not_skin = PHOTO_TYPES.index("not_skin")
     threshold = choose_refuse_threshold(oof[original, not_skin], y[original] != not_skin,
-                                        max_false_refusal)
+                                        max_false_refusal / 2)
     fitted = classifier().fit(x, y)
     scaler, logistic = fitted[0], fitted[1]
     weight = logistic.coef_ / scaler.scale_[None, :]
     bias = logistic.intercept_ - weight @ scaler.mean_
     model.set_head(weight, bias)
-    oof_pred = np.where(oof[:, not_skin] >= threshold, not_skin,
+    # the typicality check: fitted on skin photos only, scored out of fold; its threshold takes
+    # the other half of the false-refusal budget
+    skin = original & (y != not_skin)
+    oof_density = np.full(len(x), np.nan)
+    folds = StratifiedGroupKFold(5, shuffle=True, random_state=seed)
+    for fit_idx, score_idx in folds.split(x, y, groups):
+        fit_idx = fit_idx[skin[fit_idx]]
+        oof_density[score_idx] = density_score(fit_density(x[fit_idx], y[fit_idx]), x[score_idx])
+    density_threshold = float(np.quantile(oof_density[skin], 1 - max_false_refusal / 2))
+    density = fit_density(x[skin], y[skin])
+    refused = (oof[:, not_skin] >= threshold) | (oof_density >= density_threshold)
+    oof_pred = np.where(refused, not_skin,
                         np.argmax(np.where(np.arange(3) == not_skin, -1, oof), axis=1))
+    clinical = original & (train["photo_type"].to_numpy()[owner] == "clinical")
+    fitz = pd.to_numeric(train["fitzpatrick"], errors="coerce").to_numpy()[owner]
+    by_type = {}
+    for t in FITZPATRICK_TYPES:
+        sel = clinical & (fitz == t)
+        by_type[str(t)] = {"n": int(sel.sum()), "refused": int(refused[sel].sum())}
+    known = clinical & np.isin(fitz, FITZPATRICK_TYPES)
+    skin_type = None
+    if known.sum() >= 60:
+        skin_type = fit_skin_type(x[known], fitz[known].astype(int), groups[known], seed=seed)
     report = {
         "n_train_photos": {k: int((train["photo_type"] == k).sum()) for k in PHOTO_TYPES},
         "n_train_embeddings": int(len(x)), "not_skin_crops_per_photo": crops,
         "logistic_c": c, "max_false_refusal": max_false_refusal,
         "refuse_threshold": threshold,
+        "density_threshold": density_threshold,
+        "density_components": int(density["components"].shape[0]),
         "out_of_fold_accuracy": float((oof_pred[original] == y[original]).mean()),
+        "out_of_fold_false_refusal": float(refused[skin].mean()),
+        "out_of_fold_false_refusal_by_head": float((oof[skin, not_skin] >= threshold).mean()),
+        "out_of_fold_false_refusal_by_density": float(
+            (oof_density[skin] >= density_threshold).mean()),
+        "out_of_fold_not_skin_refused": float(refused[original & (y == not_skin)].mean()),
+        "out_of_fold_clinical_refused_by_fitzpatrick": by_type,
     }
-    return FittedRouter(model.eval(), preprocess, threshold, report)
+    if skin_type is not None:
+        report["skin_type_out_of_fold"] = skin_type["out_of_fold"]
+    return FittedRouter(model.eval(), preprocess, threshold, report, skin_type, density,
+                        density_threshold)
 
 
 def parse_source_spec(spec: str) -> tuple[str, str]:

@@ -235,7 +235,8 @@ def _to_schema(pred: Any, rgb: np.ndarray, overlay: bytes | None,
         route=None if route is None else schemas.Route(
             photo_type=route["photo_type"], forced=bool(route.get("forced")),
             probabilities=route.get("probabilities") or {},
-            looks_like=[schemas.ClassScore(**c) for c in route.get("looks_like") or []]),
+            looks_like=[schemas.ClassScore(**c) for c in route.get("looks_like") or []],
+            atypicality=route.get("atypicality"), atypical=bool(route.get("atypical"))),
         summary=getattr(pred, "summary", None),
         groups=None if groups is None else {
             level: [schemas.GroupScore(label=g, probability=min(1.0, float(p)))
@@ -258,6 +259,9 @@ def _to_schema(pred: Any, rgb: np.ndarray, overlay: bytes | None,
         skin_tone=schemas.SkinTone(
             ita=_finite(tone.get("ita")), category=tone.get("category"),
             bucket=tone.get("bucket"), monk=tone.get("monk"),
+            monk_from_ita=tone.get("monk_from_ita"), skin_type=tone.get("skin_type"),
+            skin_type_expected=_finite(tone.get("skin_type_expected")),
+            skin_type_reason=tone.get("skin_type_reason"),
             skin_fraction=_finite(tone.get("skin_fraction"))),
         image=schemas.ImageSize(width=int(rgb.shape[1]), height=int(rgb.shape[0])),
         warnings=[str(w) for w in (pred.warnings or [])],

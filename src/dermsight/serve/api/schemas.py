@@ -39,7 +39,16 @@ class SkinTone(BaseModel):
     ita: float | None = Field(None, description="Individual Typology Angle in degrees.")
     category: str | None = Field(None, description="Chardon ITA category, e.g. intermediate.")
     bucket: str | None = Field(None, description="light, medium or dark.")
-    monk: int | None = Field(None, description="Nearest Monk Skin Tone (1-10).")
+    monk: int | None = Field(
+        None, description="Monk Skin Tone (1-10): derived from the learned skin-type estimate "
+        "when there is one (not validated: no Monk labels were available), else the nearest "
+        "to the measured colour.")
+    monk_from_ita: int | None = Field(None, description="Monk tone nearest the measured colour.")
+    skin_type: int | None = Field(
+        None, description="Estimated Fitzpatrick skin type (1-6), learned from dermatologists' "
+        "labels on clinical photos; None with skin_type_reason when there is none.")
+    skin_type_expected: float | None = Field(None, description="The estimate before rounding.")
+    skin_type_reason: str | None = Field(None, description="Why there is no estimate.")
     skin_fraction: float | None = Field(
         None, description="Share of the photo measured as clear skin (low: a rough estimate).")
 
@@ -59,6 +68,10 @@ class Route(BaseModel):
     looks_like: list[ClassScore] = Field(
         default_factory=list, description="The everyday objects (ImageNet classes) the photo "
         "looks most like to the router's backbone.")
+    atypicality: float | None = Field(
+        None, description="How unlike the skin photos the router has seen this photo is "
+        "(smallest squared Mahalanobis distance in its embedding space).")
+    atypical: bool = Field(False, description="True when that alone refuses the photo.")
 
 
 class GroupScore(BaseModel):

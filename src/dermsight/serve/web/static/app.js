@@ -335,12 +335,23 @@ function render(pred) {
     swatch.hidden = true;
   }
   const parts = [];
-  if (tone.monk) parts.push(`Monk skin tone ${tone.monk} of 10`);
+  const ROMAN = ["I", "II", "III", "IV", "V", "VI"];
+  if (tone.skin_type) {
+    parts.push(`Fitzpatrick skin type ${ROMAN[tone.skin_type - 1]} (learned estimate)`);
+  }
+  if (tone.monk) {
+    parts.push(`Monk skin tone ${tone.monk} of 10` +
+      (tone.skin_type ? " (derived from it, not validated)" : ""));
+  }
   if (tone.ita !== null && tone.ita !== undefined) {
     const cat = ITA_WORDS[tone.category] || tone.category || "";
     parts.push(`ITA ${Math.round(tone.ita)}° (${cat})`);
   }
-  $("tone-text").textContent = parts.length ? parts.join(" · ") : "Could not be estimated.";
+  let toneText = parts.length ? parts.join(" · ") : "Could not be estimated.";
+  if (!tone.skin_type && tone.skin_type_reason && modelFor("clinical")) {
+    toneText += ` (no skin-type estimate: ${tone.skin_type_reason})`;
+  }
+  $("tone-text").textContent = toneText;
 
   const warnings = $("warnings");
   warnings.innerHTML = "";
