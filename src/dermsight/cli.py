@@ -283,8 +283,16 @@ def fit_router_cmd(
                                              "val_fraction": 0.2, "seed": seed}})
     except DermsightError as exc:
         _fail(exc)
-    typer.echo(f"router → {out}: refuse at p(not skin) >= {info['refuse_threshold']:.3f}; "
-               f"out-of-fold accuracy {info['fit']['out_of_fold_accuracy']:.4f}")
+    fit = info["fit"]
+    typer.echo(f"router → {out}: refuse at p(not skin) >= {info['refuse_threshold']:.3f} or "
+               f"atypicality >= {fit['density_threshold']:.1f}; out of fold: accuracy "
+               f"{fit['out_of_fold_accuracy']:.4f}, skin photos refused "
+               f"{fit['out_of_fold_false_refusal']:.4f}, not-skin refused "
+               f"{fit['out_of_fold_not_skin_refused']:.4f}")
+    skin = fit.get("skin_type_out_of_fold")
+    if skin:
+        typer.echo(f"skin-type head, out of fold on {skin['n']} labelled clinical photos: "
+                   f"Spearman {skin['spearman']:.3f}, within ±1 type {skin['within_1']:.3f}")
 
 
 @app.command("predict")

@@ -165,6 +165,9 @@ class ModelConfig(_Strict):
     color_calibration: bool = True
     drop_rate: float = Field(0.2, ge=0, lt=1)
     meta_hidden: int = Field(64, ge=1)
+    meta_dropout: float = Field(
+        0.1, ge=0, lt=1, description="training-time probability of hiding a whole record's "
+        "metadata (the 'no metadata' embedding replaces it): what teaches the photo-alone path")
     lighting_head: bool = True
 
 

@@ -69,6 +69,12 @@ def test_end_to_end_outputs(evaluated, run_copy):
     assert overlap["available"] and overlap["n"] == report["n"]
     assert overlap["n_group_seen"] == 0 and overlap["n_same_image"] == 0
 
+    # the photo-alone path of this model with metadata: its own calibration and figures
+    alone = report["without_metadata"]
+    assert set(alone) >= {"temperature", "metrics", "ece_before", "ece_after", "coverage",
+                          "mean_set_size"}
+    assert 0 <= alone["metrics"]["balanced_accuracy"] <= 1 and 0 <= alone["coverage"] <= 1
+
     table = pd.read_csv(out / "predictions.csv")
     classes = report["classes"]
     assert list(table.columns[:2]) == ["image_id", "label"]
@@ -85,6 +91,11 @@ def test_calibration_is_stored_and_reused(evaluated, run_copy, tiny_run):
     assert cal["conformal"]["method"] == "lac" and cal["conformal"]["target"] == 0.9
     assert isinstance(cal["conformal"]["qhat"], float)
     assert not evaluated.report["calibration"]["reused"]
+    # each path fitted for itself: the photo alone has its own temperature and thresholds
+    alone = cal["without_metadata"]
+    assert alone["temperature"] > 0 and isinstance(alone["conformal"]["qhat"], float)
+    assert alone["temperature"] != cal["temperature"]
+    assert evaluated.report["without_metadata"]["temperature"] == alone["temperature"]
     # the stored thresholds rebuild the very sets of predictions.csv
     table = pd.read_csv(evaluated.out / "predictions.csv")
     probs = table[cal["classes"]].to_numpy()
@@ -103,6 +114,7 @@ def test_calibration_is_stored_and_reused(evaluated, run_copy, tiny_run):
     assert rep["is_validation_split"]
     assert any("validation split" in n for n in rep["notes"])
     assert "cross_fit" in rep["conformal"] and rep["explain"] == {"skipped": "--no-cam"}
+    assert {"ece_after", "coverage", "by_group"} <= set(rep["without_metadata"]["cross_fit"])
 
 
 def _folder_dataset(tiny_run, root, *, extra_class=True):

@@ -239,3 +239,28 @@ def test_group_conditional_sets_use_each_photos_tone(engine):
     assert np.flatnonzero(sets[1]).tolist() == [0]         # light: keep p >= 0.5
     assert np.flatnonzero(sets[2]).tolist() == [0, 1]      # unknown tone: the marginal 0.8
     np.testing.assert_array_equal(e.conformal_sets(probs), sets[[2, 2, 2]])
+
+
+def test_photos_without_metadata_use_the_photo_alone_calibration(tiny_model, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model, folder)
+    info = json.loads((folder / "model.json").read_text())
+    info["temperature"] = 1.0
+    info["conformal"] = {"method": "lac", "threshold": 0.99, "coverage": 0.9, "mode": "marginal"}
+    info["without_metadata"] = {"temperature": 3.0, "conformal": {
+        "method": "lac", "threshold": 0.01, "coverage": 0.8, "mode": "marginal"}}
+    (folder / "model.json").write_text(json.dumps(info))
+    engine = Engine.load(folder)
+    meta = {"age": 50, "sex": "female"}
+    with_meta, alone = engine.predict([_image(4), _image(4)], [meta, None])
+    for pred, m, t in ((with_meta, meta, 1.0), (alone, {}, 3.0)):
+        raw = engine.run([_image(4)], [engine._clean_metadata(m, "", True)[0]],
+                         ["diagnosis_logits"])["diagnosis_logits"][0]
+        probs = np.exp(raw / t) / np.exp(raw / t).sum()
+        np.testing.assert_allclose([pred.probabilities[c] for c in engine.classes], probs,
+                                   atol=1e-6)
+    # each path's own thresholds and coverage: a loose threshold with metadata, a strict one
+    # (top class only) for the photo alone
+    assert len(with_meta.conformal_set) == len(engine.classes) and with_meta.conformal_coverage \
+        == 0.9
+    assert len(alone.conformal_set) == 1 and alone.conformal_coverage == 0.8

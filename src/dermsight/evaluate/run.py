@@ -130,9 +130,11 @@ def load_run_manifest(run_dir: str | Path):
 
 @torch.no_grad()
 def predict_logits(run, frame: pd.DataFrame, *, tta: str | bool, batch_size: int = 32,
-                   workers: int = 0, name: str = "dataset", progress: bool = False) -> dict:
+                   workers: int = 0, name: str = "dataset", progress: bool = False,
+                   without_metadata: bool = False) -> dict:
     """Diagnosis logits (n, C) float64, lighting scores (n,) or None, labels (n,) and lighting
-    targets (n,, NaN = unknown) of ``frame``'s rows, in order."""
+    targets (n,, NaN = unknown) of ``frame``'s rows, in order. ``without_metadata``: from the
+    photo alone (the model's "no metadata" path), whatever the rows hold."""
     from tqdm.auto import tqdm
 
     from dermsight.train.module import forward_tta
@@ -142,7 +144,7 @@ def predict_logits(run, frame: pd.DataFrame, *, tta: str | bool, batch_size: int
     model = run.model.eval()
     logits, light = [], []
     for batch in tqdm(loader, desc=f"predicting {name}", disable=not progress, unit="batch"):
-        meta = batch["meta"] if batch["meta"].shape[-1] else None
+        meta = batch["meta"] if batch["meta"].shape[-1] and not without_metadata else None
         out = forward_tta(model, batch["image"], meta, tta)
         logits.append(out["diagnosis"].double().numpy())
         if "lighting" in out:
@@ -222,7 +224,47 @@ def _reusable(calibration: dict, want: dict) -> bool:
             and f.get("split") == "val" and f.get("n") == want["n"]
             and f.get("manifest") == want["manifest"] and tta_or_none(f.get("tta")) == want["tta"]
             and c.get("method") == want["method"] and c.get("mode") == want["mode"]
-            and abs(float(c.get("target", -1)) - want["target"]) < 1e-9)
+            and abs(float(c.get("target", -1)) - want["target"]) < 1e-9
+            and ("without_metadata" in calibration) == want.get("without_metadata", False))
+
+
+def _path_calibration(body: dict) -> dict:
+    """The part of a calibration body a path keeps: temperature, conformal, val figures."""
+    return {k: body[k] for k in ("temperature", "conformal", "val_metrics")}
+
+
+def _without_metadata_section(run, frame, y, val_pred, calibration, *, opt, tta, classes,
+                              is_val: bool, cross_fit: bool) -> dict:
+    """The photo-alone path of a model with metadata, scored with its own calibration: metrics,
+    ECE before / after its own temperature, conformal coverage, and (on the validation split)
+    cross-fitted ECE and coverage by skin-tone group."""
+    path = calibration["without_metadata"]
+    pred = val_pred if is_val else predict_logits(
+        run, frame, tta=tta, batch_size=opt.batch_size, workers=opt.workers,
+        name="photo alone", progress=opt.progress, without_metadata=True)
+    logits = pred["logits"]
+    probs = softmax(logits / float(path["temperature"]), axis=1)
+    conf = conformal_from_calibration({"classes": classes, "conformal": path["conformal"]})
+    sets, covered = _sets_and_coverage(conf, probs, y, frame)
+    out = {"temperature": float(path["temperature"]),
+           "metrics": metrics.classification_summary(y, probs),
+           "ece_before": expected_calibration_error(y, softmax(logits, axis=1)),
+           "ece_after": expected_calibration_error(y, probs),
+           "coverage": float(covered.mean()), "mean_set_size": float(sets.sum(1).mean()),
+           "val_metrics": path.get("val_metrics", {})}
+    if cross_fit:
+        fit = _cross_fit(logits, y, group_values(frame, TONE_COLUMN), classes=classes,
+                         method=opt.conformal, coverage=opt.coverage, mode=opt.conformal_mode,
+                         seed=opt.seed)
+        out["cross_fit"] = {k: fit[k] for k in ("folds", "repeats", "ece_after", "coverage",
+                                                "mean_set_size", "by_group")}
+    return out
+
+
+def _sets_and_coverage(conf, probs, y, frame) -> tuple[np.ndarray, np.ndarray]:
+    groups = group_values(frame, TONE_COLUMN) if conf.mode == "group" else None
+    sets = conf.predict_sets(probs, groups)
+    return sets, sets[np.arange(len(y)), y]
 
 
 CROSS_FIT_REPEATS = 20
@@ -591,8 +633,10 @@ def run_evaluate(run_dir: str | Path, *, source: str, root: str | None,
     timing["images_per_second"] = round(len(frame) / max(timing["predict_seconds"], 1e-9), 1)
     logits, y = pred["logits"], pred["label"]
 
+    has_meta = run.encoder is not None  # two paths: with the patient's details, photo alone
     want = {"classes": classes, "n": int(len(val)), "manifest": val_manifest, "tta": tta,
-            "method": opt.conformal, "mode": opt.conformal_mode, "target": float(opt.coverage)}
+            "method": opt.conformal, "mode": opt.conformal_mode, "target": float(opt.coverage),
+            "without_metadata": has_meta}
     reused = not opt.recalibrate and _reusable(run.calibration, want)
     cross_fit = None
     val_pred = None
@@ -621,6 +665,15 @@ def run_evaluate(run_dir: str | Path, *, source: str, root: str | None,
             "created": datetime.now(UTC).isoformat(timespec="seconds")}}
         calibration = {k: calibration[k] for k in ("version", "classes", "temperature",
                                                    "fitted_on", "conformal", "val_metrics")}
+        if has_meta:  # the photo-alone path gets its own temperature and thresholds
+            val_alone = predict_logits(run, val, tta=tta, batch_size=opt.batch_size,
+                                       workers=opt.workers, name="run val, photo alone",
+                                       progress=opt.progress, without_metadata=True)
+            body, _, _ = fit_calibration(val_alone["logits"], val_alone["label"],
+                                         classes=classes, method=opt.conformal,
+                                         coverage=opt.coverage, mode=opt.conformal_mode,
+                                         groups=val_groups, seed=opt.seed)
+            calibration["without_metadata"] = _path_calibration(body)
         run.save_calibration(clean_json(calibration))
     timing["calibration_seconds"] = round(time.perf_counter() - t0, 1)
     if is_val:
@@ -662,6 +715,16 @@ def run_evaluate(run_dir: str | Path, *, source: str, root: str | None,
         conformal_section["cross_fit"] = {k: cross_fit[k] for k in (
             "folds", "repeats", "coverage", "mean_set_size", "by_group")}
         conformal_section["cross_fit"]["group_by"] = TONE_COLUMN
+    without_metadata = None
+    if has_meta:
+        t0 = time.perf_counter()
+        alone = predict_logits(run, frame, tta=tta, batch_size=opt.batch_size,
+                               workers=opt.workers, name="photo alone", progress=opt.progress,
+                               without_metadata=True) if is_val else None
+        without_metadata = _without_metadata_section(
+            run, frame, y, alone, calibration, opt=opt, tta=tta, classes=classes,
+            is_val=is_val, cross_fit=is_val)
+        timing["without_metadata_seconds"] = round(time.perf_counter() - t0, 1)
     t0 = time.perf_counter()
     fairness = _fairness(y, probs, frame, n_resamples=opt.bootstrap, seed=opt.seed)
     timing["fairness_seconds"] = round(time.perf_counter() - t0, 1)
@@ -707,6 +770,7 @@ def run_evaluate(run_dir: str | Path, *, source: str, root: str | None,
                               "bootstrapped": list(FAIRNESS_METRICS),
                               "without_ci": ["auroc_macro", "ece"]},
         "explain": explain, "galleries": galleries, "overlap_with_train": overlap,
+        "without_metadata": without_metadata,
     }
 
     out = Path(opt.out) if opt.out else run_path / f"eval-{source}-{opt.split}"

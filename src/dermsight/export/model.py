@@ -191,6 +191,19 @@ def _conformal_from_run(calibration: dict) -> dict | None:
     return out
 
 
+def _without_metadata(calibration: dict) -> dict | None:
+    """The photo-alone path's own temperature and conformal settings (``dermsight evaluate``
+    fits them for models with metadata); the engine uses them for a photo sent without any."""
+    path = calibration.get("without_metadata")
+    if not isinstance(path, dict) or not isinstance(path.get("temperature"), int | float):
+        return None
+    conformal = _conformal_from_run({"conformal": path.get("conformal"),
+                                     "val_metrics": path.get("val_metrics"),
+                                     "fitted_on": calibration.get("fitted_on")})
+    return {"temperature": float(path["temperature"]), "conformal": conformal,
+            "val_metrics": path.get("val_metrics")}
+
+
 # skin-tone groupings the serving engine can measure on a photo (Prediction.skin_tone keys)
 GROUP_BY = {"tone_bucket": "bucket", "ita_category": "category"}
 
@@ -457,6 +470,7 @@ def _info(loaded, run_dir: Path, module, files: dict, parity: dict, quant: dict 
         else "none (run not calibrated by `dermsight evaluate`: T = 1)",
         "conformal": conformal,
         "conformal_coverage": None if not conformal else conformal.get("coverage"),
+        "without_metadata": _without_metadata(loaded.calibration),
         "quality_thresholds": quality,
         "data": data,
         "metrics": report.get("metrics", {}),

@@ -184,6 +184,10 @@ class Engine:
             self.metadata_schema: dict = dict(meta.get("schema") or {}) if meta else {}
             self.temperature = float(info.get("temperature") or 1.0)
             self.conformal: dict = dict(info.get("conformal") or {})
+            # the photo-alone path of a model with metadata: its own calibration, if fitted
+            alone = info.get("without_metadata") if self.encoder is not None else None
+            self.alone_temperature = float(alone["temperature"]) if alone else None
+            self.alone_conformal: dict = dict((alone or {}).get("conformal") or {})
             quality = info.get("quality_thresholds")
             self.quality_thresholds = QualityThresholds(**quality) if quality else \
                 QualityThresholds()
@@ -374,18 +378,23 @@ class Engine:
         if cam:
             wanted += ["feature_map", "class_gradients"]
         raw = self.run(images, [c[0] for c in cleaned], wanted)
-        probs = softmax(raw["diagnosis_logits"].astype(np.float64) / self.temperature)
+        alone = np.array([not c[0] for c in cleaned]) & (self.alone_temperature is not None)
+        temperature = np.where(alone, self.alone_temperature or 1.0, self.temperature)
+        probs = softmax(raw["diagnosis_logits"].astype(np.float64) / temperature[:, None])
         p_poor = (1.0 / (1.0 + np.exp(-raw["lighting_logit"].astype(np.float64)))
                   if "lighting_logit" in raw else [None] * len(images))
         photos = [self._photo(rgb, p) for rgb, p in zip(images, p_poor)]
-        sets = self.conformal_sets(probs, [tone for _, tone, _ in photos])
+        tones = [tone for _, tone, _ in photos]
+        sets = self.conformal_sets(probs, tones)
+        if alone.any():  # photos sent without metadata: the photo-alone path's thresholds
+            sets[alone] = self.conformal_sets(probs[alone], [t for t, a in zip(tones, alone) if a],
+                                              conformal=self.alone_conformal)
         cams = None
         if cam:
             maps = grad_cam_maps(raw["feature_map"], raw["class_gradients"], probs.argmax(1),
                                  self.preprocess.input_size)
             cams = [self.cam_to_image(m, rgb.shape[:2]) for m, rgb in zip(maps, images)]
         k = min(top_k, len(self.classes))
-        coverage = self.conformal.get("coverage")
         out = []
         for i in range(len(images)):
             order = np.argsort(-probs[i], kind="stable")[:k]
@@ -397,7 +406,8 @@ class Engine:
                 top_k=[(self.classes[j], float(probs[i, j])) for j in order],
                 conformal_set=members,
                 conformal_text=_words([self.display_names[c] for c in members]),
-                conformal_coverage=None if coverage is None else float(coverage),
+                conformal_coverage=_coverage(self.alone_conformal if alone[i]
+                                             else self.conformal),
                 lighting=lighting, skin_tone=tone,
                 embedding=np.asarray(raw["embedding"][i], np.float32),
                 cam=None if cams is None else cams[i],
@@ -408,17 +418,18 @@ class Engine:
         return out
 
     # ---- conformal sets ---------------------------------------------------------------------
-    def conformal_sets(self, probs: np.ndarray,
-                       tones: Sequence[Mapping] | None = None) -> np.ndarray:
+    def conformal_sets(self, probs: np.ndarray, tones: Sequence[Mapping] | None = None, *,
+                       conformal: Mapping | None = None) -> np.ndarray:
         """Bool (n, C) prediction sets from calibrated ``probs`` with model.json's conformal
         settings (LAC: 1 − p ≤ q; APS: cumulative probability up to the class ≤ q; per-class
         thresholds in "class" mode; in "group" mode one threshold per skin-tone group, picked
         from each photo's measured tone in ``tones`` (``Prediction.skin_tone`` dicts), the
         marginal threshold where the tone is unknown). Without settings: the top class only.
-        The top class is always in the set."""
+        The top class is always in the set. ``conformal``: other settings than model.json's
+        main ones (e.g. the photo-alone path's)."""
         n, c = probs.shape
         sets = np.zeros((n, c), bool)
-        conf = self.conformal
+        conf = self.conformal if conformal is None else conformal
         threshold = conf.get("threshold")
         if threshold is not None:
             thr = np.full((n, c), float(threshold))
@@ -560,6 +571,11 @@ class Hierarchy:
             [self._merged(members, probs)[0][0]]
         words = self.group_names.get(group, group.replace("-", " "))
         return f"Most likely {words} ({100 * p:.0f} %): {_words(named)}."
+
+
+def _coverage(conformal: Mapping) -> float | None:
+    value = conformal.get("coverage")
+    return None if value is None else float(value)
 
 
 def _check_number(name: str, value: Any, bounds: Mapping) -> tuple[str | None, float]:

@@ -9,10 +9,16 @@ not-skin training pictures, so a close crop of a landscape is still not skin), a
 class-balanced multinomial logistic regression (scikit-learn) on the standardised embeddings
 becomes the linear head.
 
-The refusal threshold — refuse when p(not skin) ≥ ``refuse_threshold`` — is chosen on
-out-of-fold training predictions (never on validation) as the lowest threshold, at least 0.5,
-at which at most ``max_false_refusal`` of skin photos are refused. Validation figures are
-computed afterwards by ``benchmarks/router_eval.py`` on the exported int8 model.
+A photo is refused (not skin) when either check says so:
+- the head: p(not skin) ≥ ``refuse_threshold``, the lowest threshold (at least 0.5) at which at
+  most half of ``max_false_refusal`` of the skin photos are refused out of fold;
+- typicality (:func:`fit_density`): the photo is less like the skin photos seen than all but
+  half of ``max_false_refusal`` of the skin photos are, out of fold. The head knows only the
+  kinds of non-skin pictures it was shown; this check needs none.
+Both thresholds come from out-of-fold training predictions (5 group-aware folds), never from
+validation. The same embeddings of clinical photos with a dermatologist's label also fit a
+Fitzpatrick skin-type head (:func:`fit_skin_type`). Validation figures are computed afterwards
+by ``benchmarks/router_eval.py`` on the exported int8 model.
 """
 
 from __future__ import annotations

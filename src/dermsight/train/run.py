@@ -282,6 +282,7 @@ def run_training(cfg: Config, *, progress: bool = True) -> TrainResult:
     model_kwargs = dict(backbone=cfg.model.backbone, fusion=cfg.model.fusion,
                         color_calibration=cfg.model.color_calibration,
                         drop_rate=cfg.model.drop_rate, meta_hidden=cfg.model.meta_hidden,
+                        meta_dropout=cfg.model.meta_dropout,
                         lighting_head=cfg.model.lighting_head)
     dm = ManifestDataModule.from_config(manifest, cfg.data, data_config, seed=cfg.train.seed)
     dm.setup("fit")
