@@ -133,7 +133,8 @@ class DataConfig(_Strict):
         "backbone's, e.g. 0.875); training crops randomly, then zooms the same way")
     metadata: MetadataFields | None = Field(
         default_factory=MetadataFields, description="null: image only")
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(32, ge=1, description="training images per optimiser step, over "
+                            "all processes (each of N processes loads batch_size / N)")
     eval_batch_size: int = Field(64, ge=1)
     num_workers: int = Field(2, ge=0, description="data-loading processes")
     sampler: Literal["shuffle", "balanced"] = Field(
@@ -241,10 +242,16 @@ class TrainConfig(_Strict):
     @classmethod
     def _tta(cls, value: Any) -> str:
         return tta_mode(value)
-    accelerator: str = "auto"
-    devices: int | str = "auto"
+    accelerator: str = Field("auto", description="Lightning's: auto, cpu, gpu, cuda, mps")
+    devices: int | str = Field("auto", description="processes per node (one per device)")
     num_nodes: int = Field(1, ge=1)
-    strategy: str = Field("auto", description="e.g. ddp for torchrun / SLURM")
+    strategy: Literal["auto", "ddp", "ddp_find_unused_parameters_false",
+                      "ddp_find_unused_parameters_true"] = Field(
+        "auto", description="ddp: one process per device, started by dermsight itself, torchrun "
+        "or SLURM (see README, Scale-out); auto: ddp when devices x num_nodes > 1")
+    process_group_backend: Literal["gloo", "nccl", "mpi", "ucc"] | None = Field(
+        None, description="torch.distributed backend of ddp; null: nccl on CUDA GPUs, gloo "
+        "otherwise")
     precision: str = Field("32-true", description="Lightning precision; 'bf16-mixed' is about "
                            "1.4x faster on CPUs with AVX512-BF16 or AMX, much slower without")
     channels_last: bool = Field(True, description="NHWC memory layout for conv nets (about 2x "

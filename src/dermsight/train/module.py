@@ -7,6 +7,8 @@ phase trains on cached backbone features), ``meta`` [B,M], ``target`` [B,C] soft
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import lightning as L
 import numpy as np
 import torch
@@ -14,29 +16,37 @@ import torch.nn.functional as F
 
 from dermsight import metrics
 from dermsight.config import LossConfig, PhaseConfig, tta_mode
+from dermsight.train.distributed import merge_shards
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, *,
                        class_weights: torch.Tensor | None = None,
                        label_smoothing: float = 0.0,
-                       sample_weight: torch.Tensor | None = None) -> torch.Tensor:
+                       sample_weight: torch.Tensor | None = None,
+                       across: Callable[[torch.Tensor], torch.Tensor] | None = None
+                       ) -> torch.Tensor:
     """Cross-entropy against soft targets [B,C] (one-hot works too), optionally class-weighted.
 
     Class weights scale each sample by the weight of its target distribution
     (``sum_c w_c · t_c``), ``sample_weight`` [B] multiplies that (0 leaves a sample out), and the
     loss is normalised by the sum of the sample weights (0 when they are all 0).
+
+    ``across`` (DDP) turns the batch's sum of sample weights into the normaliser: the mean of
+    every process's sum makes each process's loss its share of the loss of all the processes'
+    batches together, whose gradient DDP's average of the processes' gradients then is.
     """
     num_classes = logits.shape[1]
     if label_smoothing:
         target = target * (1 - label_smoothing) + label_smoothing / num_classes
     per_sample = -(target * F.log_softmax(logits.float(), dim=1)).sum(dim=1)
-    if class_weights is None and sample_weight is None:
+    if class_weights is None and sample_weight is None and across is None:
         return per_sample.mean()
     w = (target * class_weights[None, :]).sum(dim=1) if class_weights is not None \
         else torch.ones_like(per_sample)
     if sample_weight is not None:
         w = w * sample_weight
-    return (w * per_sample).sum() / w.sum().clamp_min(1e-8)
+    total = w.sum() if across is None else across(w.sum().detach())
+    return (w * per_sample).sum() / total.clamp_min(1e-8)
 
 
 def tta_views(image: torch.Tensor, tta: str | bool | None) -> list[torch.Tensor]:
@@ -71,9 +81,17 @@ def forward_tta(model: torch.nn.Module, image: torch.Tensor, meta: torch.Tensor 
     return {k: v / len(views) for k, v in out.items()} if len(views) > 1 else out
 
 
-def lighting_loss(logit: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy over the samples whose lighting target is known (not NaN)."""
+def lighting_loss(logit: torch.Tensor, target: torch.Tensor, *,
+                  across: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """Binary cross-entropy over the samples whose lighting target is known (not NaN).
+
+    ``across`` (DDP) turns the batch's count of known targets into the normaliser, as in
+    :func:`soft_cross_entropy` (then it runs in every process, whatever its batch)."""
     known = torch.isfinite(target)
+    if across is not None:
+        n = across(known.sum().float())
+        return F.binary_cross_entropy_with_logits(logit[known], target[known],
+                                                  reduction="sum") / n.clamp_min(1e-8)
     if not known.any():
         return logit.sum() * 0.0
     return F.binary_cross_entropy_with_logits(logit[known], target[known])
@@ -109,17 +127,22 @@ class DermModule(L.LightningModule):
             image = image.contiguous(memory_format=torch.channels_last)
         return forward_tta(self.model, image, meta, "none" if self.training else self.tta)
 
-    def _losses(self, out: dict, batch: dict) -> dict[str, torch.Tensor]:
+    def _losses(self, out: dict, batch: dict,
+                across: Callable[[torch.Tensor], torch.Tensor] | None = None
+                ) -> dict[str, torch.Tensor]:
+        """The weighted losses of a batch; ``across``: see :func:`soft_cross_entropy`."""
         cfg = self.loss_cfg
         keep = None
         if self.training and not cfg.diagnosis_on_degraded and "degraded" in batch:
             keep = 1.0 - batch["degraded"].float()  # a ruined photo teaches lighting only
         losses = {"diagnosis": soft_cross_entropy(
             out["diagnosis"], batch["target"], class_weights=self.class_weights,
-            label_smoothing=cfg.label_smoothing if self.training else 0.0, sample_weight=keep)}
+            label_smoothing=cfg.label_smoothing if self.training else 0.0, sample_weight=keep,
+            across=across)}
         total = cfg.diagnosis_weight * losses["diagnosis"]
         if "lighting" in out and cfg.lighting_weight:
-            losses["lighting"] = lighting_loss(out["lighting"].float(), batch["lighting"])
+            losses["lighting"] = lighting_loss(out["lighting"].float(), batch["lighting"],
+                                               across=across)
             total = total + cfg.lighting_weight * losses["lighting"]
         color = getattr(self.model, "color", None)
         if color is not None and cfg.color_l2 and not self.cached:
@@ -129,35 +152,49 @@ class DermModule(L.LightningModule):
 
     # -- steps -------------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        losses = self._losses(self(batch), batch)
+        across = None
+        if self.trainer.world_size > 1:
+            # normalise by the mean over the processes of a per-batch sum (see soft_cross_entropy)
+            def across(total: torch.Tensor) -> torch.Tensor:
+                return self.trainer.strategy.reduce(total, reduce_op="mean")
+        losses = self._losses(self(batch), batch, across)
         n = len(batch["label"])
         for name, value in losses.items():
             self.log(f"train_loss_{name}" if name != "total" else "train_loss", value,
-                     on_step=False, on_epoch=True, batch_size=n, prog_bar=name == "total")
+                     on_step=False, on_epoch=True, batch_size=n, prog_bar=name == "total",
+                     sync_dist=True)  # averaged over the processes once per epoch
         return losses["total"]
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         out = self(batch)
-        losses = self._losses(out, batch)
-        self.log("val_loss", losses["total"], on_epoch=True, batch_size=len(batch["label"]),
-                 sync_dist=True)
-        record = {"label": batch["label"].cpu().numpy(),
-                  "probs": torch.softmax(out["diagnosis"].float(), 1).cpu().numpy(),
-                  "lighting": batch["lighting"].cpu().numpy()}
+        record = {k: batch[k] for k in ("index", "label", "target", "lighting") if k in batch}
+        record["diagnosis"] = out["diagnosis"].float()
         if "lighting" in out:
-            record["lighting_score"] = torch.sigmoid(out["lighting"].float()).cpu().numpy()
-        self._val.append(record)
+            record["lighting_logit"] = out["lighting"].float()
+        self._val.append({k: v.detach() for k, v in record.items()})
 
     def on_validation_epoch_end(self) -> None:
+        """Metrics and loss of the whole validation split, the same in every process: each
+        process scores its share, and the shares are gathered (in sample order, without the
+        repeats that even them out) before anything is computed."""
         if not self._val:
             return
-        merged = {k: np.concatenate([r[k] for r in self._val]) for k in self._val[0]}
+        rows = {k: torch.cat([r[k] for r in self._val]) for k in self._val[0]}
         self._val.clear()
-        summary = metrics.classification_summary(merged["label"], merged["probs"])
+        if self.trainer.world_size > 1:
+            rows = merge_shards(self.all_gather(rows))
+        out = {"diagnosis": rows["diagnosis"]}
+        if "lighting_logit" in rows:
+            out["lighting"] = rows["lighting_logit"]
+        self.log("val_loss", self._losses(out, rows)["total"])
+        label = rows["label"].cpu().numpy()
+        probs = torch.softmax(rows["diagnosis"], 1).cpu().numpy()
+        summary = metrics.classification_summary(label, probs)
         for name, value in summary.items():
             self.log(f"val_{name}", value, prog_bar=name in ("accuracy", "balanced_accuracy"))
-        if "lighting_score" in merged:
-            auc = metrics.binary_auroc(merged["lighting"], merged["lighting_score"])
+        if "lighting_logit" in rows:
+            auc = metrics.binary_auroc(rows["lighting"].cpu().numpy(),
+                                       torch.sigmoid(rows["lighting_logit"]).cpu().numpy())
             if np.isfinite(auc):
                 self.log("val_lighting_auroc", auc)
 

@@ -4,6 +4,11 @@ Outputs: ``config.yaml`` (resolved), ``metrics.csv`` (one row per epoch and phas
 ``report.json`` (validation metrics, per-phase cost), ``figures/`` (learning curves, confusion
 matrix), ``checkpoints/best.pt`` (weights + everything needed to rebuild preprocessing and the
 metadata encoder; never committed) and ``weights.txt`` (how to rebuild the weights).
+
+Every phase also runs under DDP (``train.devices`` / ``train.num_nodes`` > 1, see
+:mod:`dermsight.train.distributed`): global rank 0 prepares the data and writes the run folder
+while the other processes wait, phase A's features are cached a share per process and gathered,
+and validation is scored on the whole split in every process.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from dermsight.config import Config, PhaseConfig, dump_config
 from dermsight.errors import ConfigError
 from dermsight.io import atomic_write_text
 from dermsight.manifest import read_manifest
+from dermsight.train.distributed import Processes, session
 from dermsight.train.module import DermModule, forward_tta
 
 log = logging.getLogger("dermsight.train")
@@ -58,13 +64,18 @@ def _prepare_config(cfg: Config, out: str):
 
 def load_manifest(cfg: Config, *, progress: bool = True) -> pd.DataFrame:
     """Read the prepared manifest, running `prepare` first when it does not exist yet."""
+    return read_manifest(ensure_prepared(cfg, progress=progress))
+
+
+def ensure_prepared(cfg: Config, *, progress: bool = True) -> Path:
+    """The prepared folder of ``cfg.data``, running `prepare` first when it has no manifest."""
     folder = prepared_dir(cfg)
     if not (folder / "manifest.parquet").exists():
         from dermsight.prepare.pipeline import run_prepare
 
         log.info("preparing %s into %s", cfg.data.source, folder)
         run_prepare(_prepare_config(cfg, str(folder)), progress=progress)
-    return read_manifest(folder)
+    return folder
 
 
 # -- cached features --------------------------------------------------------------------------
@@ -140,6 +151,10 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated")
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    # validation metrics are computed on the gathered split, the same in every process
+    warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\('val_")
+    # inside Lightning's all_gather (torch >= 2.9)
+    warnings.filterwarnings("ignore", message=r".*nn.functional.all_gather is deprecated")
 
 
 def _peak_rss_mb() -> float:
@@ -173,7 +188,10 @@ def _ema_callback(decay: float) -> L.Callback:
     return _EMA(decay=decay)
 
 
-def _trainer(cfg: Config, phase: PhaseConfig, run_dir: Path, history: _History) -> L.Trainer:
+def _trainer(cfg: Config, phase: PhaseConfig, run_dir: Path, history: _History,
+             strategy=None) -> L.Trainer:
+    """The phase's Trainer; ``strategy`` (default ``train.strategy``): a fresh one per phase
+    (:meth:`~dermsight.train.distributed.Processes.phase_strategy`)."""
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
     t = cfg.train
@@ -191,7 +209,7 @@ def _trainer(cfg: Config, phase: PhaseConfig, run_dir: Path, history: _History) 
     callbacks.append(checkpoint)
     return L.Trainer(
         max_epochs=phase.epochs, accelerator=t.accelerator, devices=t.devices,
-        num_nodes=t.num_nodes, strategy=t.strategy, precision=t.precision,
+        num_nodes=t.num_nodes, strategy=strategy or t.strategy, precision=t.precision,
         deterministic=t.deterministic, callbacks=callbacks, logger=False,
         enable_progress_bar=t.progress_bar, enable_model_summary=False,
         limit_train_batches=t.limit_train_batches, num_sanity_val_steps=0,
@@ -202,15 +220,22 @@ def _mode(monitor: str) -> str:
     return "min" if monitor.endswith("loss") else "max"
 
 
-def _restore_best(module: DermModule, trainer: L.Trainer) -> None:
-    ckpt = trainer.checkpoint_callback
-    path = getattr(ckpt, "best_model_path", "")
-    if path and Path(path).exists():
+def _restore_best(module: DermModule, trainer: L.Trainer, processes: Processes) -> None:
+    """Load the phase's best weights in every process: global rank 0 wrote the checkpoint
+    and reads it (no file system shared between nodes needed) and hands the weights on."""
+    def read() -> dict | None:
+        path = getattr(trainer.checkpoint_callback, "best_model_path", "")
+        if not (path and Path(path).exists()):
+            return None
         # a checkpoint this run has just written (a full one, with the optimiser's state and
         # the loops', when EMA is on)
         state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
-        module.load_state_dict(state)
         Path(path).unlink()
+        return state
+
+    state = processes.rank_zero(read)
+    if state is not None:
+        module.load_state_dict(state)
 
 
 @torch.no_grad()
@@ -261,30 +286,45 @@ def predict(model: torch.nn.Module, loader: DataLoader, *, tta: str | bool = "no
 
 
 def run_training(cfg: Config, *, progress: bool = True) -> TrainResult:
-    """Train ``cfg`` end to end and write the run folder. See the module docstring."""
-    from dermsight.data.datamodule import ManifestDataModule
-    from dermsight.models import create_model
+    """Train ``cfg`` end to end and write the run folder. See the module docstring.
+
+    With several processes (``train.devices`` x ``train.num_nodes`` > 1) this starts them, or
+    joins those torchrun / SLURM started; every process returns the same result."""
     from dermsight.models.backbones import pretrained_cfg
-    from dermsight.train.figures import write_training_figures
 
     if not cfg.train.phases:
         raise ConfigError("train.phases is empty: declare at least one phase")
     _quiet_lightning()
-    run_dir = Path(cfg.train.output_dir) / _run_name(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+    scale_out = session(cfg.train)
+    world = scale_out.world_size
+    if cfg.data.batch_size % world:
+        raise ConfigError(f"data.batch_size={cfg.data.batch_size} is split over {world} "
+                          "processes (train.devices x train.num_nodes): make it a multiple")
+    # The backbone's weights decide the default preprocessing (fails early on unknown names).
+    data_config = pretrained_cfg(cfg.model.backbone, cfg.model.pretrained)
+    return scale_out.launch(_train, cfg, data_config, progress)
+
+
+def _train(processes: Processes, cfg: Config, data_config: dict,
+           progress: bool) -> TrainResult:
+    from dermsight.data.datamodule import ManifestDataModule
+    from dermsight.models import create_model
+
+    run_dir = Path(cfg.train.output_dir) / processes.broadcast(_run_name(cfg))
+    if processes.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     torch.use_deterministic_algorithms(cfg.train.deterministic, warn_only=True)
 
-    # The backbone's weights decide the default preprocessing (fails early on unknown names).
-    data_config = pretrained_cfg(cfg.model.backbone, cfg.model.pretrained)
-    manifest = load_manifest(cfg, progress=progress)
+    manifest = read_manifest(processes.rank_zero(ensure_prepared, cfg, progress=progress))
     model_kwargs = dict(backbone=cfg.model.backbone, fusion=cfg.model.fusion,
                         color_calibration=cfg.model.color_calibration,
                         drop_rate=cfg.model.drop_rate, meta_hidden=cfg.model.meta_hidden,
                         meta_dropout=cfg.model.meta_dropout,
                         lighting_head=cfg.model.lighting_head)
     dm = ManifestDataModule.from_config(manifest, cfg.data, data_config, seed=cfg.train.seed)
+    dm.batch_size = cfg.data.batch_size // processes.world_size  # per process
     dm.setup("fit")
     meta_dim = dm.encoder.dim_ if dm.encoder is not None else 0
     if meta_dim == 0 and cfg.model.fusion != "none":
@@ -296,6 +336,7 @@ def run_training(cfg: Config, *, progress: bool = True) -> TrainResult:
         _init_from(model, cfg.train.init_from, dm)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    # from the whole train split, in every process
     class_weights = dm.class_weights(cap=cfg.loss.class_weight_cap,
                                      power=cfg.loss.class_weight_power)
 
@@ -316,14 +357,18 @@ def run_training(cfg: Config, *, progress: bool = True) -> TrainResult:
                             cached=cached, tta="none" if cached else cfg.train.tta,
                             channels_last=cfg.train.channels_last)
         history = _History(phase.name, epoch_offset, rows)
-        trainer = _trainer(cfg, phase, run_dir, history)
+        trainer = _trainer(cfg, phase, run_dir, history, processes.phase_strategy())
         if cached:
-            train_loader, val_loader = _cached_loaders(model, dm, cfg, progress)
+            train_loader, val_loader = _cached_loaders(model, dm, cfg, progress, processes)
         else:
-            train_loader, val_loader = dm.train_dataloader(), dm.val_dataloader()
+            # The train loader's sampler draws each epoch's order from (seed, epoch): every
+            # process takes its share of that order (Lightning's own wrapper would shuffle it
+            # again), so the processes' batches together are the one-process run's batches.
+            # Lightning shares out the validation images.
+            train_loader, val_loader = processes.shard(dm.train_dataloader()), dm.val_dataloader()
         trainer.fit(module, train_dataloaders=train_loader, val_dataloaders=val_loader)
-        ema = _ema_check(module, trainer, val_loader, cfg.train.precision)
-        _restore_best(module, trainer)
+        ema = processes.rank_zero(_ema_check, module, trainer, val_loader, cfg.train.precision)
+        _restore_best(module, trainer, processes)
         # the side-by-side EMA check is not training time
         seconds = time.perf_counter() - t0 - (ema["seconds"] if ema else 0.0)
         n_seen = len(dm.train_set) * (trainer.current_epoch or phase.epochs)
@@ -337,8 +382,19 @@ def run_training(cfg: Config, *, progress: bool = True) -> TrainResult:
         epoch_offset += trainer.current_epoch
 
     checks = sum(p.get("ema", {}).get("seconds", 0.0) for p in phases_report)
-    report = _final_report(cfg, model, dm, phases_report,
-                           time.perf_counter() - started - checks)
+    seconds = time.perf_counter() - started - checks
+    report = processes.rank_zero(_write_run, run_dir, cfg, model, dm, phases_report, rows,
+                                 seconds, model_kwargs, meta_dim, processes.world_size)
+    return TrainResult(run_dir=run_dir, report=report)
+
+
+def _write_run(run_dir: Path, cfg: Config, model, dm, phases: list[dict], rows: list[dict],
+               seconds: float, model_kwargs: dict, meta_dim: int, world_size: int) -> dict:
+    """Score the final weights and write the run folder (global rank 0 only)."""
+    from dermsight.train.figures import write_training_figures
+
+    report = _final_report(cfg, model, dm, phases, seconds)
+    report["processes"] = world_size
     _save_checkpoint(run_dir, model, dm, cfg, model_kwargs, meta_dim)
     history = pd.DataFrame(rows)
     atomic_write_text(run_dir / "metrics.csv", history.to_csv(index=False))
@@ -346,18 +402,26 @@ def run_training(cfg: Config, *, progress: bool = True) -> TrainResult:
                                                classes=dm.classes)
     atomic_write_text(run_dir / "report.json", json.dumps(report, indent=2))
     atomic_write_text(run_dir / "weights.txt", _weights_note(cfg, run_dir))
-    return TrainResult(run_dir=run_dir, report=report)
+    return report
 
 
-def _cached_loaders(model, dm, cfg: Config, progress: bool) -> tuple[DataLoader, DataLoader]:
-    speed = dict(precision=cfg.train.precision, channels_last=cfg.train.channels_last)
-    train = extract_features(model, dm.train_dataloader(shuffle=False), progress=progress,
-                             desc="caching train features", **speed)
-    val = extract_features(model, dm.val_dataloader(), progress=progress,
-                           desc="caching val features", **speed)
+def _cached_loaders(model, dm, cfg: Config, progress: bool,
+                    processes: Processes) -> tuple[DataLoader, DataLoader]:
+    """Phase A's loaders over cached features. Each process runs the frozen image path over its
+    share of the images, and every process gets all the features (gathered in sample order);
+    Lightning then gives each process its share of every epoch (DistributedSampler)."""
+    speed = dict(precision=cfg.train.precision, channels_last=cfg.train.channels_last,
+                 progress=progress and processes.is_global_zero)
+
+    def cache(loader: DataLoader, desc: str) -> dict[str, torch.Tensor]:
+        return processes.gather(extract_features(model, processes.shard(loader), desc=desc,
+                                                 **speed))
+
+    train = cache(dm.train_dataloader(shuffle=False), "caching train features")
+    val = cache(dm.val_dataloader(), "caching val features")
     gen = torch.Generator().manual_seed(cfg.train.seed)
-    return (DataLoader(_CachedSet(train), batch_size=max(cfg.data.batch_size, 64), shuffle=True,
-                       generator=gen),
+    batch_size = -(-max(cfg.data.batch_size, 64) // processes.world_size)  # per process
+    return (DataLoader(_CachedSet(train), batch_size=batch_size, shuffle=True, generator=gen),
             DataLoader(_CachedSet(val), batch_size=256))
 
 
