@@ -82,8 +82,17 @@ def _start(command: str, base: Path, name: str, port: int | None = None) -> subp
 
 
 def _finish(*procs: subprocess.Popen) -> None:
-    for proc in procs:
-        out, _ = proc.communicate(timeout=900)
+    """Wait for ``procs`` (stopping them all when one hangs); each must have succeeded."""
+    outs = []
+    try:
+        for proc in procs:
+            outs.append(proc.communicate(timeout=900)[0])
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()  # torchrun passes it on to the processes it started
+                proc.communicate(timeout=60)
+    for proc, out in zip(procs, outs, strict=True):
         assert proc.returncode == 0, out[-4000:]
 
 
