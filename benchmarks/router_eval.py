@@ -69,8 +69,8 @@ def main() -> None:
             except (OSError, ImageRejected):
                 continue
         started = time.perf_counter()
-        p, _, emb = router.probabilities(images, embeddings=True)
-        decided = router.decide(p, emb)
+        p, _ = router.probabilities(images)
+        decided = router.decide(p)
         seconds += time.perf_counter() - started
         n_images += len(images)
         for i, row, kind in zip(keep, p, decided):

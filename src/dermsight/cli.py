@@ -263,7 +263,7 @@ def fit_router_cmd(
     out: Annotated[Path, typer.Option(help="Router folder to write.")] = Path("models/router"),
     crops: Annotated[int, typer.Option(help="Random crops per not-skin training picture.")] = 2,
     max_false_refusal: Annotated[float, typer.Option(
-        help="Share of skin photos (out of fold) the refusal threshold may refuse.")] = 0.005,
+        help="Share of skin photos (out of fold) the refusal threshold may refuse.")] = 0.0025,
     max_per_type: Annotated[int, typer.Option(help="Training photos per kind, at most.")] = 3000,
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
@@ -284,8 +284,8 @@ def fit_router_cmd(
     except DermsightError as exc:
         _fail(exc)
     fit = info["fit"]
-    typer.echo(f"router → {out}: refuse at p(not skin) >= {info['refuse_threshold']:.3f} or "
-               f"atypicality >= {fit['density_threshold']:.1f}; out of fold: accuracy "
+    typer.echo(f"router → {out}: refuse at p(not skin) >= {info['refuse_threshold']:.3f}; "
+               f"out of fold: accuracy "
                f"{fit['out_of_fold_accuracy']:.4f}, skin photos refused "
                f"{fit['out_of_fold_false_refusal']:.4f}, not-skin refused "
                f"{fit['out_of_fold_not_skin_refused']:.4f}")

@@ -8,8 +8,6 @@ kind it answers in ``model.json`` (``photo_type``); the router folder declares `
 
 from __future__ import annotations
 
-import numpy as np
-
 PHOTO_TYPES = ("dermoscopy", "clinical", "not_skin")
 SKIN_TYPES = ("dermoscopy", "clinical")
 
@@ -42,16 +40,3 @@ def check_photo_type(value: str | None, *, allow_not_skin: bool = False,
                          f"got {value!r}")
     return kind
 
-
-def density_score(density: dict, x: np.ndarray) -> np.ndarray:
-    """How unlike skin photos each embedding ``x`` ``(n, F)`` is: the smallest squared
-    Mahalanobis distance to a kind of skin photo, in the PCA space of ``density``
-    (``components`` [K, F], ``center`` [F], ``means`` [kinds, K], ``precisions``
-    [kinds, K, K]; fitted by :func:`dermsight.train.router.fit_density`)."""
-    z = (np.asarray(x, np.float64) - np.asarray(density["center"], np.float64)) \
-        @ np.asarray(density["components"], np.float64).T
-    scores = []
-    for mean, precision in zip(density["means"], density["precisions"]):
-        d = z - np.asarray(mean, np.float64)
-        scores.append(np.einsum("ij,jk,ik->i", d, np.asarray(precision, np.float64), d))
-    return np.min(scores, axis=0)

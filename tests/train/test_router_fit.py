@@ -7,25 +7,12 @@ import pandas as pd
 import pytest
 
 from dermsight.errors import DataError
-from dermsight.phototype import density_score
 from dermsight.train.router import (
     choose_refuse_threshold,
-    fit_density,
     fit_skin_type,
     folder_rows,
     split_of,
 )
-
-
-def test_density_scores_pictures_unlike_any_skin_photo_high():
-    rng = np.random.default_rng(0)
-    skin = np.r_[rng.normal(0, 1, (300, 40)), rng.normal(3, 1, (300, 40))]
-    kinds = np.r_[np.zeros(300, int), np.ones(300, int)]
-    density = fit_density(skin, kinds, n_components=10)
-    typical = density_score(density, np.r_[rng.normal(0, 1, (50, 40)), rng.normal(3, 1, (50, 40))])
-    atypical = density_score(density, rng.normal(-6, 1, (50, 40)))
-    assert typical.max() < atypical.min()
-    assert density["components"].shape == (10, 40) and density["means"].shape == (2, 10)
 
 
 def test_skin_type_head_learns_an_ordered_type_out_of_fold():

@@ -22,7 +22,6 @@ from dermsight.io import sha256_file, staging_dir
 from dermsight.phototype import PHOTO_TYPES
 
 ROUTER_JSON, FP32, INT8 = "router.json", "router.onnx", "router.int8.onnx"
-DENSITY = "density.npz"
 FORMAT_VERSION = 1
 OUTPUTS = ("type_logits", "imagenet_logits", "embedding")
 
@@ -74,13 +73,6 @@ def export_router(fitted, out: str | Path, calibration: np.ndarray, *, int8: boo
             files["int8"] = {"path": INT8, "sha256": sha256_file(stage / INT8)}
         if not keep_fp32 and int8:
             (stage / FP32).unlink()
-        density = None
-        if fitted.density is not None:
-            np.savez(stage / DENSITY, **fitted.density)
-            density = {"path": DENSITY, "sha256": sha256_file(stage / DENSITY),
-                       "threshold": float(fitted.density_threshold),
-                       "score": "smallest squared Mahalanobis distance to a kind of skin photo "
-                                "(PCA of the embeddings, one Ledoit-Wolf Gaussian per kind)"}
         info = {
             "format": "dermsight-router", "format_version": FORMAT_VERSION, "kind": "router",
             "dermsight_version": __version__,
@@ -94,7 +86,6 @@ def export_router(fitted, out: str | Path, calibration: np.ndarray, *, int8: boo
             "imagenet_classes": imagenet_descriptions(),
             "files": files, "quantization": quant,
             "skin_type": fitted.skin_type,
-            "density": density,
             "fit": fitted.report, **(extra or {}),
         }
         (stage / ROUTER_JSON).write_text(json.dumps(info, indent=1) + "\n")

@@ -19,7 +19,7 @@ import numpy as np
 from dermsight.data.preprocess import Preprocess
 from dermsight.errors import ConfigError
 from dermsight.io import sha256_file
-from dermsight.phototype import PHOTO_TYPES, density_score
+from dermsight.phototype import PHOTO_TYPES
 
 ROUTER_JSON = "router.json"
 
@@ -32,9 +32,6 @@ class Route:
     looks_like: list[tuple[str, float]] = field(default_factory=list)
     #: the learned Fitzpatrick estimate from the router's embedding (None without a head)
     skin_type: dict | None = None
-    #: how unlike skin photos the photo is, and whether that alone refuses it
-    atypicality: float | None = None
-    atypical: bool = False
 
     @property
     def refused(self) -> bool:
@@ -43,8 +40,6 @@ class Route:
     def to_dict(self) -> dict[str, Any]:
         return {"photo_type": self.photo_type, "forced": self.forced,
                 "probabilities": {k: round(float(v), 6) for k, v in self.probabilities.items()},
-                "atypicality": None if self.atypicality is None else round(self.atypicality, 3),
-                "atypical": self.atypical,
                 "looks_like": [{"label": c, "probability": round(float(p), 6)}
                                for c, p in self.looks_like]}
 
@@ -75,31 +70,18 @@ class Router:
         self.imagenet_classes = [str(c) for c in info.get("imagenet_classes") or []]
         head = info.get("skin_type")
         self.skin_type_head = None
-        if head:
+        #: why the learned estimate is not shown (None when it is)
+        self.skin_type_withheld = (None if head and head.get("served") else
+                                   "not served: out of fold it does not reach the goals on "
+                                   "every skin type (router.json skin_type.out_of_fold)"
+                                   if head else None)
+        if head and head.get("served"):
             try:
                 self.skin_type_head = (np.asarray(head["weight"], np.float64),
                                        np.asarray(head["bias"], np.float64),
                                        np.asarray(head["classes"], np.float64))
             except (KeyError, TypeError, ValueError) as exc:
                 raise ConfigError(f"{where}: 'skin_type' is malformed: {exc}") from exc
-
-    def _load_density(self, verify: bool) -> None:
-        entry = self.info.get("density")
-        self.density, self.density_threshold = None, None
-        if not entry:
-            return
-        path = self.folder / entry["path"]
-        if not path.is_file():
-            raise ConfigError(f"{self.folder / ROUTER_JSON} lists {path}, which is missing")
-        if verify and entry.get("sha256") and sha256_file(path) != entry["sha256"]:
-            raise ConfigError(f"{path} does not match the sha256 in {self.folder / ROUTER_JSON}")
-        try:
-            with np.load(path) as z:
-                self.density = {k: z[k] for k in ("components", "center", "means",
-                                                  "precisions")}
-        except (OSError, KeyError, ValueError) as exc:
-            raise ConfigError(f"{path} is not a router density file: {exc}") from exc
-        self.density_threshold = float(entry["threshold"])
 
     @classmethod
     def load(cls, folder: str | Path, *, precision: str = "auto", threads: int | None = None,
@@ -137,9 +119,7 @@ class Router:
                                            providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ConfigError(f"onnxruntime cannot load {onnx_path}: {exc}") from exc
-        router = cls(folder, info, session, precision)
-        router._load_density(verify)
-        return router
+        return cls(folder, info, session, precision)
 
     def probabilities(self, images: list[np.ndarray], *, embeddings: bool = False
                       ) -> tuple[np.ndarray, ...]:
@@ -162,7 +142,8 @@ class Router:
     def skin_types(self, embeddings: np.ndarray) -> list[dict | None]:
         """The learned Fitzpatrick estimate of each embedding: the expected type (1-6), the
         nearest type, its probabilities and a derived Monk tone (1-10, not validated: no Monk
-        labels were available to check it); None per row when the folder has no head."""
+        labels were available to check it); None per row when the folder has no head, or one
+        that is not served (see :attr:`skin_type_withheld`)."""
         if self.skin_type_head is None:
             return [None] * len(embeddings)
         weight, bias, classes = self.skin_type_head
@@ -179,23 +160,14 @@ class Router:
                                   "(clinical photos)"})
         return out
 
-    def typicality(self, embeddings: np.ndarray) -> np.ndarray | None:
-        """How unlike skin photos each photo is (None without a density file)."""
-        if self.density is None or not len(embeddings):
-            return None
-        return density_score(self.density, embeddings)
-
-    def decide(self, probs: np.ndarray, embeddings: np.ndarray | None = None) -> list[str]:
+    def decide(self, probs: np.ndarray) -> list[str]:
         """The kind of each row of photo-type probabilities: not skin when p(not skin) reaches
-        ``refuse_threshold`` or, given the embeddings, when the photo is less typical of skin
-        photos than the density threshold; else the more probable skin kind."""
+        ``refuse_threshold``, else the more probable skin kind."""
         not_skin = self.photo_types.index("not_skin")
         skin = [i for i in range(len(self.photo_types)) if i != not_skin]
-        scores = self.typicality(embeddings) if embeddings is not None else None
         out = []
-        for i, row in enumerate(probs):
-            atypical = scores is not None and scores[i] >= self.density_threshold
-            if row[not_skin] >= self.refuse_threshold or atypical:
+        for row in probs:
+            if row[not_skin] >= self.refuse_threshold:
                 out.append("not_skin")
             else:
                 out.append(self.photo_types[skin[int(np.argmax(row[skin]))]])
@@ -203,9 +175,8 @@ class Router:
 
     def classify(self, images: list[np.ndarray], *, looks_like: int = 3) -> list[Route]:
         probs, objects, embeddings = self.probabilities(list(images), embeddings=True)
-        kinds = self.decide(probs, embeddings)
+        kinds = self.decide(probs)
         types = self.skin_types(embeddings)
-        scores = self.typicality(embeddings)
         routes = []
         for i, kind in enumerate(kinds):
             top = []
@@ -213,8 +184,6 @@ class Router:
                 order = np.argsort(-objects[i])[:looks_like]
                 top = [(self.imagenet_classes[j].split(",")[0], float(objects[i, j]))
                        for j in order]
-            score = None if scores is None else float(scores[i])
             routes.append(Route(kind, dict(zip(self.photo_types, map(float, probs[i]))),
-                                looks_like=top, skin_type=types[i], atypicality=score,
-                                atypical=score is not None and score >= self.density_threshold))
+                                looks_like=top, skin_type=types[i]))
         return routes

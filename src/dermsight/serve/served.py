@@ -242,8 +242,7 @@ class ServedModels:
                 seen = routes[i]
                 routes[i] = Route(kind, seen.probabilities if seen else {}, forced=True,
                                   looks_like=seen.looks_like if seen else [],
-                                  skin_type=seen.skin_type if seen else None,
-                                  atypicality=seen.atypicality if seen else None)
+                                  skin_type=seen.skin_type if seen else None)
             elif routes[i] is None:  # one model served alone
                 routes[i] = Route(only, {}, forced=False)
         return routes  # type: ignore[return-value]
@@ -281,7 +280,8 @@ class ServedModels:
             preds = engine.predict([images[i] for i in idx], metas, top_k=top_k,
                                    cam=cam and engine.supports_cam, strict=strict)
             for i, pred, dropped in zip(idx, preds, notes):
-                _add_skin_type(pred, routes[i], kind)
+                _add_skin_type(pred, routes[i], kind, None if self.router is None
+                               else self.router.skin_type_withheld)
                 pred.photo_type = kind if kind in PHOTO_TYPES else None
                 pred.model = engine.model_dir.name
                 pred.model_id = engine.model_id
@@ -291,7 +291,7 @@ class ServedModels:
         return out  # type: ignore[return-value]
 
 
-def _add_skin_type(pred: Prediction, route: Route, kind: str) -> None:
+def _add_skin_type(pred: Prediction, route: Route, kind: str, withheld: str | None) -> None:
     """Put the router's learned skin-type estimate into ``pred.skin_tone`` (``skin_type``
     1-6, and ``monk`` derived from it; ITA's Monk tone moves to ``monk_from_ita``), or say why
     there is none (``skin_type_reason``)."""
@@ -302,7 +302,8 @@ def _add_skin_type(pred: Prediction, route: Route, kind: str) -> None:
     estimate = route.skin_type
     reason = None
     if estimate is None:
-        reason = "no learned skin-type estimate is installed (router without a skin-type head)"
+        reason = f"the learned skin-type estimate is {withheld}" if withheld else \
+            "no learned skin-type estimate is installed (router without a skin-type head)"
     elif kind != "clinical":
         reason = ("the learned estimate is trained on clinical photos only; for dermoscopy "
                   "photos see ITA")

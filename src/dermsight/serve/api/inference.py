@@ -235,8 +235,7 @@ def _to_schema(pred: Any, rgb: np.ndarray, overlay: bytes | None,
         route=None if route is None else schemas.Route(
             photo_type=route["photo_type"], forced=bool(route.get("forced")),
             probabilities=route.get("probabilities") or {},
-            looks_like=[schemas.ClassScore(**c) for c in route.get("looks_like") or []],
-            atypicality=route.get("atypicality"), atypical=bool(route.get("atypical"))),
+            looks_like=[schemas.ClassScore(**c) for c in route.get("looks_like") or []]),
         summary=getattr(pred, "summary", None),
         groups=None if groups is None else {
             level: [schemas.GroupScore(label=g, probability=min(1.0, float(p)))

@@ -68,10 +68,6 @@ class Route(BaseModel):
     looks_like: list[ClassScore] = Field(
         default_factory=list, description="The everyday objects (ImageNet classes) the photo "
         "looks most like to the router's backbone.")
-    atypicality: float | None = Field(
-        None, description="How unlike the skin photos the router has seen this photo is "
-        "(smallest squared Mahalanobis distance in its embedding space).")
-    atypical: bool = Field(False, description="True when that alone refuses the photo.")
 
 
 class GroupScore(BaseModel):
