@@ -54,7 +54,8 @@ def measure(out: Path, router_dir: Path) -> None:
         chunk = rows.iloc[s:s + 32]
         images = [decode_image(read_bytes(u), max_pixels=10**8)[0] for u in chunk["image_uri"]]
         _, _, emb = router.probabilities(images, embeddings=True)
-        for (_, row), rgb, est in zip(chunk.iterrows(), images, router.skin_types(emb)):
+        estimates = router.skin_types(emb, withheld=True)
+        for (_, row), rgb, est in zip(chunk.iterrows(), images, estimates):
             ita = float(compute_skin_tone(rgb)["ita"])
             records.append({"image_uri": row["image_uri"], "fitzpatrick": int(row["fitzpatrick"]),
                             "learned_score": est["expected"], "learned": est["fitzpatrick"],

@@ -75,7 +75,7 @@ class Router:
                                    "not served: out of fold it does not reach the goals on "
                                    "every skin type (router.json skin_type.out_of_fold)"
                                    if head else None)
-        if head and head.get("served"):
+        if head:
             try:
                 self.skin_type_head = (np.asarray(head["weight"], np.float64),
                                        np.asarray(head["bias"], np.float64),
@@ -139,12 +139,13 @@ class Router:
             out = (np.concatenate(types), np.concatenate(objects), np.concatenate(embs))
         return out if embeddings else out[:2]
 
-    def skin_types(self, embeddings: np.ndarray) -> list[dict | None]:
+    def skin_types(self, embeddings: np.ndarray, *, withheld: bool = False
+                   ) -> list[dict | None]:
         """The learned Fitzpatrick estimate of each embedding: the expected type (1-6), the
         nearest type, its probabilities and a derived Monk tone (1-10, not validated: no Monk
         labels were available to check it); None per row when the folder has no head, or one
-        that is not served (see :attr:`skin_type_withheld`)."""
-        if self.skin_type_head is None:
+        that is not served (see :attr:`skin_type_withheld`) unless ``withheld`` (benchmarks)."""
+        if self.skin_type_head is None or (self.skin_type_withheld and not withheld):
             return [None] * len(embeddings)
         weight, bias, classes = self.skin_type_head
         probs = _softmax(embeddings @ weight.T + bias)
