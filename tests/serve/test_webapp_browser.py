@@ -191,29 +191,39 @@ def test_router_refuses_a_cat_and_the_user_can_correct_the_kind(routed_url, tmp_
 
 
 def main() -> None:
-    """Screenshot of the app serving a real model (the default one unless --model)."""
+    """Screenshot of the app serving the real models (models/ behind the router unless
+    --model)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="model folder (default: models/...)")
+    parser.add_argument("--model", default=None,
+                        help="models folder or one model folder (default: models/)")
+    parser.add_argument("--crop", default=None,
+                        help="top,bottom,left,right: analyse this crop of the image")
     parser.add_argument("--image", default=None,
-                        help="photo to analyse (default: scikit-image's sample 'skin' image)")
+                        help="photo to analyse (default: scikit-image's 'astronaut' photo)")
     parser.add_argument("--out", default="docs/webapp.png")
     parser.add_argument("--cam", action="store_true", help="show the Grad-CAM overlay")
     args = parser.parse_args()
 
     from dermsight.serve.api import ServeSettings, create_app
-    from dermsight.serve.engine import Engine
+    from dermsight.serve.served import ServedModels
 
-    engine = Engine.load(args.model)
+    engine = ServedModels.load(args.model)
     work = Path(artifacts_dir())
     if args.image:
         image = Path(args.image)
     else:
         from skimage import data
 
-        image = work / "skimage-skin.png"
+        image = work / "skimage-astronaut.png"
         buf = io.BytesIO()
-        Image.fromarray(data.skin()).save(buf, format="PNG")
+        Image.fromarray(data.astronaut()).save(buf, format="PNG")
         image.write_bytes(buf.getvalue())
+    if args.crop:
+        top, bottom, left, right = (int(v) for v in args.crop.split(","))
+        cropped = work / f"crop-{image.stem}.png"
+        Image.fromarray(np.asarray(Image.open(image).convert("RGB"))[top:bottom, left:right]
+                        ).save(cropped)
+        image = cropped
     with live_server(create_app(engine, ServeSettings())) as url, browser_page(1200, 980) as page:
         analyse(page, url, image)
         if args.cam:

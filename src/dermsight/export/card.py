@@ -25,14 +25,19 @@ def render_card(info: dict) -> str:
     data = info.get("data") or {}
     conf = info.get("conformal") or {}
     names = info.get("display_names") or {}
+    kind = {"dermoscopy": "a dermoscopy photo (through a dermatoscope)",
+            "clinical": "a clinical photo of skin (camera or phone)"}.get(
+        info.get("photo_type"), "a photo of a skin lesion")
     lines = [
         f"# Model card: {info['name']} ({info['version']})", "",
         f"> **Not medical advice.** {DISCLAIMER}", "",
         "## What it does", "",
-        f"Classifies a photo of a skin lesion into {len(info['classes'])} classes: "
+        f"Classifies {kind} into {len(info['classes'])} classes: "
         + ", ".join(f"`{c}` ({names.get(c, c)})" for c in info["classes"]) + ". "
         "It also scores photo quality (lighting head, retake tips) and estimates skin tone "
-        "(ITA, Monk) from the pixels.", "",
+        "(ITA, Monk) from the pixels."
+        + (f" Served behind the photo-type router, it answers only photos routed (or sent) as "
+           f"`{info['photo_type']}`." if info.get("photo_type") else ""), "",
         "## Data", "",
         f"- source: `{data.get('source')}` (root `{data.get('root')}`, options "
         f"`{data.get('source_options')}`)",
@@ -52,6 +57,21 @@ def render_card(info: dict) -> str:
         "| metric | value |", "|---|---|",
         *[f"| {k} | {_num(v)} |" for k, v in m.items()], "",
     ]
+    levels = info.get("label_levels")
+    if levels:
+        lines += ["## At the coarser levels (validation split)", "",
+                  f"From `{levels.get('source')}` (`benchmarks/label_levels.py`): the "
+                  "probabilities summed over each level of the dataset's label hierarchy and "
+                  "over near-synonym classes, each scored as a classifier of its own.", "",
+                  "| level | accuracy (95 % CI) | macro-F1 | accuracy, Fitzpatrick 1-2 / 3-4 / 5-6 "
+                  "|", "|---|---|---|---|"]
+        for level, row in levels["levels"].items():
+            a = row["all"]
+            lines.append(f"| {level} | {_num(a['accuracy'])} ({_num(a['accuracy_ci'][0])}–"
+                         f"{_num(a['accuracy_ci'][1])}) | {_num(a['f1_macro'])} | "
+                         + " / ".join(_num(row[g]["accuracy"]) for g in ("1-2", "3-4", "5-6"))
+                         + " |")
+        lines.append("")
     groups = info.get("skin_tone_groups")
     if groups and isinstance(groups.get("groups"), dict):
         lines += ["## By skin tone", ""]

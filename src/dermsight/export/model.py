@@ -264,6 +264,17 @@ def label_hierarchy(manifest, classes) -> dict | None:
                               for g in groups}}
 
 
+def _label_levels(run_dir: Path) -> dict | None:
+    """The run's own figures at each label level (``levels.json`` written by
+    ``benchmarks/label_levels.py``), for the model card."""
+    report = _read_json(run_dir / "levels.json")
+    own = next((v for k, v in report.items() if Path(k).parent.name == run_dir.name), None)
+    if not isinstance(own, dict):
+        return None
+    source = next(k for k, v in report.items() if v is own)
+    return {"source": source, "levels": own}
+
+
 def _read_json(path: Path) -> dict:
     try:
         data = json.loads(path.read_text())
@@ -478,6 +489,7 @@ def _info(loaded, run_dir: Path, module, files: dict, parity: dict, quant: dict 
         "auroc_per_class": report.get("auroc_per_class"),
         "n_train": report.get("n_train"), "n_val": report.get("n_val"),
         "skin_tone_groups": groups or None,
+        "label_levels": _label_levels(run_dir),
         "parity": parity,
         "quantization": quant,
         "files": files,
