@@ -348,7 +348,7 @@ function render(pred) {
     parts.push(`ITA ${Math.round(tone.ita)}° (${cat})`);
   }
   let toneText = parts.length ? parts.join(" · ") : "Could not be estimated.";
-  if (!tone.skin_type && tone.skin_type_reason && modelFor("clinical")) {
+  if (!tone.skin_type && (tone.skin_type_reason || "").startsWith("too little")) {
     toneText += ` (no skin-type estimate: ${tone.skin_type_reason})`;
   }
   $("tone-text").textContent = toneText;
