@@ -167,3 +167,35 @@ def test_shared_data_photos_route_to_their_kind():
     images = [decode_image(read_bytes(str(p)), max_pixels=10**8)[0] for p in ham + fitz]
     kinds = [r.photo_type for r in router.classify(images)]
     assert kinds[:12].count("dermoscopy") >= 11 and kinds[12:].count("clinical") >= 11
+
+
+@needs_router
+def test_api_routes_forces_refuses_and_describes_every_model(root):
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    from dermsight.serve.api import ServeSettings, create_app
+
+    buf = io.BytesIO()
+    Image.fromarray(skdata.chelsea()).save(buf, "PNG")
+    cat = ("cat.png", buf.getvalue(), "image/png")
+    with TestClient(create_app(ServedModels.load(root), ServeSettings(web=False))) as client:
+        refused = client.post("/v1/predict", files={"file": cat}).json()
+        assert refused["refused"] and refused["photo_type"] == "not_skin"
+        assert refused["model"] is None and refused["top_k"] == []
+        assert refused["probabilities"] == {} and refused["conformal_set"] == []
+        assert "close-up photo of skin" in refused["message"] and refused["disclaimer"]
+        forced = client.post("/v1/predict", files={"file": cat},
+                             data={"photo_type": "clinical"}).json()
+        assert not forced["refused"] and forced["model"] == "clin"
+        assert forced["route"]["forced"] and len(forced["top_k"]) == 3
+        bad = client.post("/v1/predict", files={"file": cat}, data={"photo_type": "xray"})
+        assert bad.status_code == 422 and bad.json()["error"]["field"] == "photo_type"
+        batch = client.post("/v1/predict/batch", files=[("files", cat), ("files", cat)],
+                            data={"photo_type": "dermoscopy"}).json()
+        assert [r["prediction"]["model"] for r in batch["results"]] == ["derm", "derm"]
+        info = client.get("/v1/model").json()
+        assert info["routed"] and set(info["models"]) == {"dermoscopy", "clinical"}
+        assert info["models"]["clinical"]["folder"] == "clin"
+        assert info["router"]["photo_types"] == ["dermoscopy", "clinical", "not_skin"]
+        assert client.get("/healthz").status_code == 200  # still serving after the 422

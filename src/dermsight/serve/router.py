@@ -4,7 +4,9 @@
 (:data:`~dermsight.phototype.PHOTO_TYPES`), the probability of each kind, whether the photo is
 refused (``not_skin``: p(not skin) at or above the folder's ``refuse_threshold``; otherwise the
 more probable of the two skin kinds) and what everyday object it looks most like (the ImageNet
-head shipped with the backbone's weights), which a refusal message may mention.
+head shipped with the backbone's weights), which a refusal message may mention. A router folder
+may also hold a learned Fitzpatrick skin-type head on the same embedding
+(:meth:`Router.skin_types`); it is used only when ``router.json`` marks it ``served``.
 """
 
 from __future__ import annotations
@@ -70,11 +72,11 @@ class Router:
         self.imagenet_classes = [str(c) for c in info.get("imagenet_classes") or []]
         head = info.get("skin_type")
         self.skin_type_head = None
-        #: why the learned estimate is not shown (None when it is)
-        self.skin_type_withheld = (None if head and head.get("served") else
-                                   "not served: out of fold it does not reach the goals on "
-                                   "every skin type (router.json skin_type.out_of_fold)"
-                                   if head else None)
+        #: why the learned estimate is not shown (None when it is, or when there is none)
+        self.skin_type_withheld = None
+        if head and not head.get("served"):
+            self.skin_type_withheld = ("not served: out of fold it does not reach the goals on "
+                                       "every skin type (router.json skin_type.out_of_fold)")
         if head:
             try:
                 self.skin_type_head = (np.asarray(head["weight"], np.float64),
