@@ -87,3 +87,26 @@ def test_track_trend_finds_the_trend_model_from_any_folder(tmp_path, monkeypatch
         t.close()
     monkeypatch.setenv(ENV_TREND_DIR, str(tmp_path / "elsewhere"))
     assert default_trend_dir() == tmp_path / "elsewhere"
+
+
+def test_track_cli_routes_photos_with_the_committed_models(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from PIL import Image
+    from skimage import data as skdata
+
+    if not (Path(__file__).resolve().parents[2] / "models" / "router" / "router.json").is_file():
+        pytest.skip("models/router is not committed in this checkout")
+    monkeypatch.setenv("DERMSIGHT_TREND_MODEL", str(tmp_path / "no-model"))
+    d = ["--data-dir", str(tmp_path / "t")]
+    _run("init-db", *d)
+    k = ["--key", _run("create-key", *d).output.strip()]
+    ser = _run("add-series", _run("add-subject", *k, *d).output.strip(), *k, *d).output.strip()
+    cat = tmp_path / "cat.png"
+    Image.fromarray(skdata.chelsea()).save(cat)
+    refused = _run("add-photo", ser, str(cat), *k, *d, ok=False)
+    assert refused.exit_code == 2 and "was not stored" in refused.output
+    forced = _run("add-photo", ser, str(cat), "--photo-type", "clinical", *k, *d).output
+    assert "cat.png" in forced
+    timeline = json.loads(_run("timeline", ser, "--json", *k, *d).output)
+    assert [p["prediction"]["model"] for p in timeline["photos"]] == ["fitzpatrick17k"]

@@ -35,8 +35,9 @@ TrendDir = Annotated[Path | None, typer.Option(
     "--trend-model", help="ONNX trend model folder (default $DERMSIGHT_TREND_MODEL, else "
                           "the checkout's models/trend, found from any folder).")]
 ModelDir = Annotated[str | None, typer.Option(
-    "--model", help="Exported model folder for per-photo predictions and embeddings "
-                    "(default: the serving engine's default model, when installed).")]
+    "--model", help="Models for per-photo predictions and embeddings: a folder of model "
+                    "folders, each photo routed to the model for its kind (default: the "
+                    "repository's models/, when serving is installed), or one model folder.")]
 
 
 def _fail(exc: Exception) -> None:
@@ -48,11 +49,11 @@ def _engine(model: str | None, want: bool):
     if not want:
         return None
     try:
-        from dermsight.serve.engine import Engine
+        from dermsight.serve.served import ServedModels
     except ImportError:
         return None
-    try:
-        return Engine.load(model)
+    try:  # every model under models/ behind the router, or the one model folder given
+        return ServedModels.load(model)
     except (DermsightError, FileNotFoundError, OSError) as exc:
         if model is not None:
             raise
@@ -148,8 +149,11 @@ def add_photo(series: Annotated[str, typer.Argument(help="Series id.")],
               predict: Annotated[bool, typer.Option(
                   "--predict/--no-predict", help="Run the inference engine on each photo.")]
               = True,
+              photo_type: Annotated[str | None, typer.Option(
+                  help="auto (the photo-type router decides), dermoscopy or clinical")] = None,
               data_dir: DataDir = None, db: DbUrl = None, store: Store = None) -> None:
-    """Add photos to a series (duplicates are refused; poor photos are stored but flagged)."""
+    """Add photos to a series (duplicates are refused; poor photos are stored but flagged;
+    with the inference engine, each photo is routed: one that is not of skin is not stored)."""
     if taken_at is not None and len(photos) > 1:
         _fail(DermsightError("--taken-at applies to one photo; give photos one at a time"))
     try:
@@ -160,7 +164,8 @@ def add_photo(series: Annotated[str, typer.Argument(help="Series id.")],
                 data = path.read_bytes()
             except OSError as exc:
                 raise DermsightError(f"cannot read photo '{path}': {exc}") from None
-            p = t.add_photo(k, series, data, taken_at=taken_at, filename=str(path))
+            p = t.add_photo(k, series, data, taken_at=taken_at, filename=str(path),
+                            photo_type=photo_type)
             flag = f"  FLAGGED: {p['flag_reason']}" if p["flagged"] else ""
             typer.echo(f"{p['id']}  {p['taken_at']}  {path}{flag}")
     except DermsightError as exc:
