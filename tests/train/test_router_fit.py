@@ -1,4 +1,4 @@
-"""The photo-type router's fitted parts: the typicality check, the skin-type head, thresholds."""
+"""The photo-type router's fitted parts: the skin-type head, the refusal threshold, the data."""
 
 from __future__ import annotations
 
