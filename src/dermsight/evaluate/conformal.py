@@ -32,6 +32,7 @@ from dermsight.evaluate._validate import (
     check_probs,
     group_indices,
 )
+from dermsight.predsets import conformity_scores, prediction_sets
 
 METHODS = ("aps", "lac")
 MODES = ("marginal", "class", "group")
@@ -113,17 +114,10 @@ class ConformalClassifier(BaseEstimator):
         check_positive_int(self.min_calibration, "min_calibration")
 
     def _scores(self, probs: np.ndarray, stream: int) -> np.ndarray:
-        """Non-conformity score of every class, (n, C)."""
-        if self.method == "lac":
-            return 1.0 - probs
-        order = np.argsort(-probs, axis=1, kind="stable")
-        cum = np.cumsum(np.take_along_axis(probs, order, axis=1), axis=1)
-        scores = np.empty_like(probs)
-        np.put_along_axis(scores, order, cum, axis=1)
-        if self.randomized:
-            u = np.random.default_rng([self.seed, stream]).uniform(size=(len(probs), 1))
-            scores -= u * probs
-        return scores
+        """Non-conformity score of every class, (n, C) (:func:`dermsight.predsets.
+        conformity_scores`, the rule the serving engine uses)."""
+        return conformity_scores(probs, self.method, randomized=self.randomized, seed=self.seed,
+                                 stream=stream)
 
     # -- fit / predict ------------------------------------------------------------------------
     def fit(self, probs, y_true, groups=None):
@@ -173,9 +167,7 @@ class ConformalClassifier(BaseEstimator):
                 raise ValueError('groups is required when mode="group"')
             for key, idx in group_indices(groups, len(p)).items():
                 thr[idx] = self.thresholds_.get(key, self.threshold_)
-        sets = self._scores(p, stream=1) <= thr
-        sets[np.arange(len(p)), p.argmax(axis=1)] = True
-        return sets
+        return prediction_sets(p, thr, scores=self._scores(p, stream=1))
 
     coverage = staticmethod(coverage)
     mean_set_size = staticmethod(mean_set_size)

@@ -211,16 +211,9 @@ GROUP_BY = {"tone_bucket": "bucket", "ita_category": "category"}
 def conformal_sets(probs: np.ndarray, conformal: dict) -> np.ndarray:
     """Bool (n, C) sets of ``probs`` under model.json's marginal conformal settings (LAC or
     non-randomised APS; the top class always included), as the serving engine builds them."""
-    if conformal.get("method") == "aps":
-        order = np.argsort(-probs, axis=1, kind="stable")
-        cum = np.cumsum(np.take_along_axis(probs, order, axis=1), axis=1)
-        scores = np.empty_like(probs)
-        np.put_along_axis(scores, order, cum, axis=1)
-    else:
-        scores = 1.0 - probs
-    sets = scores <= float(conformal["threshold"])
-    sets[np.arange(len(probs)), probs.argmax(1)] = True
-    return sets
+    from dermsight.predsets import prediction_sets
+
+    return prediction_sets(probs, float(conformal["threshold"]), conformal.get("method", "lac"))
 
 
 def _fit_conformal(probs: np.ndarray, labels: np.ndarray, alpha: float) -> dict:

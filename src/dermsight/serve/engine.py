@@ -38,6 +38,7 @@ from dermsight.errors import ConfigError, DataError
 from dermsight.features.quality import TIPS, QualityThresholds, failed_checks
 from dermsight.features.skintone import compute_skin_tone
 from dermsight.io import sha256_file
+from dermsight.predsets import served_sets
 from dermsight.prepare.measure import downscale
 from dermsight.serve.hierarchy import Hierarchy
 from dermsight.serve.hierarchy import words_or as _words
@@ -429,33 +430,8 @@ class Engine:
         marginal threshold where the tone is unknown). Without settings: the top class only.
         The top class is always in the set. ``conformal``: other settings than model.json's
         main ones (e.g. the photo-alone path's)."""
-        n, c = probs.shape
-        sets = np.zeros((n, c), bool)
         conf = self.conformal if conformal is None else conformal
-        threshold = conf.get("threshold")
-        if threshold is not None:
-            thr = np.full((n, c), float(threshold))
-            per_class = conf.get("thresholds") or {}
-            for key, value in per_class.items():
-                j = self.classes.index(key) if key in self.classes else int(key)
-                thr[:, j] = float(value)
-            if conf.get("mode") == "group" and tones is not None:
-                key = {"tone_bucket": "bucket", "ita_category": "category"}[conf["group_by"]]
-                by_group = conf.get("group_thresholds") or {}
-                for i, tone in enumerate(tones):
-                    value = by_group.get(str((tone or {}).get(key)))
-                    if value is not None:
-                        thr[i, :] = float(value)
-            if conf.get("method", "lac") == "aps":
-                order = np.argsort(-probs, axis=1, kind="stable")
-                cum = np.cumsum(np.take_along_axis(probs, order, axis=1), axis=1)
-                scores = np.empty_like(probs)
-                np.put_along_axis(scores, order, cum, axis=1)
-            else:
-                scores = 1.0 - probs
-            sets = scores <= thr
-        sets[np.arange(n), probs.argmax(axis=1)] = True
-        return sets
+        return served_sets(probs, conf, self.classes, tones)
 
     # ---- Grad-CAM ---------------------------------------------------------------------------
     def cam_to_image(self, cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
