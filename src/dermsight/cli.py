@@ -108,6 +108,10 @@ def train(
         result = run_training(cfg, progress=not quiet)
     except DermsightError as exc:
         _fail(exc)
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    if getattr(rank_zero_only, "rank", 0) != 0:  # under DDP, every process returns here
+        return
     m = result.report["metrics"]
     typer.echo(
         f"trained {result.run_dir.name}: val accuracy {m['accuracy']:.3f}, balanced accuracy "

@@ -81,8 +81,9 @@ def _start(command: str, base: Path, name: str, port: int | None = None) -> subp
                             stderr=subprocess.STDOUT, text=True)
 
 
-def _finish(*procs: subprocess.Popen) -> None:
-    """Wait for ``procs`` (stopping them all when one hangs); each must have succeeded."""
+def _finish(*procs: subprocess.Popen) -> list[str]:
+    """Wait for ``procs`` (stopping them all when one hangs); each must have succeeded.
+    Returns their outputs."""
     outs = []
     try:
         for proc in procs:
@@ -94,10 +95,12 @@ def _finish(*procs: subprocess.Popen) -> None:
                 proc.communicate(timeout=60)
     for proc, out in zip(procs, outs, strict=True):
         assert proc.returncode == 0, out[-4000:]
+    return outs
 
 
 def _run(command: str, base: Path, name: str) -> Path:
-    _finish(_start(command, base, name))
+    (out,) = _finish(_start(command, base, name))
+    assert out.count(f"trained {name}:") == 1, out[-4000:]  # rank 0 alone says so
     return base / name / name
 
 
