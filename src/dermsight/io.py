@@ -15,7 +15,7 @@ import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -96,6 +96,21 @@ def read_csv(uri: str, *, source: str, required: list[str] | None = None, **kwar
                 f"{source}: table '{uri}' lacks column(s) {missing}; it has {list(df.columns)}"
             )
     return df
+
+
+def project_folder(relative: str, *, env_var: str,
+                   is_valid: Callable[[Path], bool]) -> Path:
+    """Where a committed folder such as ``models/ham10000`` lives: ``$env_var`` when set; else
+    ``relative`` in the source checkout this package runs from (editable / development
+    installs: found from any working folder) when ``is_valid`` says it is there; else
+    ``relative`` under the current folder."""
+    env = os.environ.get(env_var)
+    if env:
+        return Path(env)
+    repo = Path(__file__).resolve().parents[2] / relative
+    if is_valid(repo):
+        return repo
+    return Path.cwd() / relative
 
 
 def list_files(root: str, suffixes: tuple[str, ...]) -> list[str]:

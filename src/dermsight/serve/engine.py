@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,7 @@ from dermsight.data.preprocess import Preprocess
 from dermsight.errors import ConfigError, DataError
 from dermsight.features.quality import TIPS, QualityThresholds, failed_checks
 from dermsight.features.skintone import compute_skin_tone
-from dermsight.io import sha256_file
+from dermsight.io import project_folder, sha256_file
 from dermsight.predsets import served_sets
 from dermsight.prepare.measure import downscale
 from dermsight.serve.hierarchy import Hierarchy
@@ -59,13 +58,8 @@ def default_model_dir() -> Path:
     """Where the default model lives: ``$DERMSIGHT_MODEL_DIR`` when set; else ``models/ham10000``
     of the source checkout this package runs from (editable / development installs); else
     ``./models/ham10000`` under the current directory."""
-    env = os.environ.get(ENV_MODEL_DIR)
-    if env:
-        return Path(env)
-    repo = Path(__file__).resolve().parents[3] / "models" / "ham10000"
-    if (repo / MODEL_JSON).is_file():
-        return repo
-    return Path.cwd() / "models" / "ham10000"
+    return project_folder("models/ham10000", env_var=ENV_MODEL_DIR,
+                          is_valid=lambda p: (p / MODEL_JSON).is_file())
 
 
 DEFAULT_MODEL_DIR = default_model_dir()

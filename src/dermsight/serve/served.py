@@ -19,7 +19,6 @@ photo, as before routing existed, and says so.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from dermsight.errors import ConfigError, DataError
+from dermsight.io import project_folder
 from dermsight.phototype import DESCRIPTIONS, PHOTO_TYPES, REFUSAL, REFUSAL_ADVICE, SKIN_TYPES
 from dermsight.phototype import check_photo_type as _check_kind
 from dermsight.serve.engine import LOW_SKIN_FRACTION, MODEL_JSON, Engine, Prediction
@@ -41,13 +41,8 @@ LOOKS_LIKE_MIN = 0.3
 def default_models_root() -> Path:
     """``$DERMSIGHT_MODELS_DIR`` when set; else ``models/`` of the source checkout this package
     runs from (editable installs); else ``./models``."""
-    env = os.environ.get(ENV_MODELS_DIR)
-    if env:
-        return Path(env)
-    repo = Path(__file__).resolve().parents[3] / "models"
-    if repo.is_dir() and any((p / MODEL_JSON).is_file() for p in repo.iterdir() if p.is_dir()):
-        return repo
-    return Path.cwd() / "models"
+    return project_folder("models", env_var=ENV_MODELS_DIR, is_valid=lambda p: p.is_dir() and any(
+        (m / MODEL_JSON).is_file() for m in p.iterdir() if m.is_dir()))
 
 
 def model_photo_type(folder: Path, info: Mapping) -> str:

@@ -24,7 +24,6 @@ into improved / stable / worsened.
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from dermsight.errors import ConfigError, DataError
+from dermsight.io import project_folder
 
 CLASSES = ("improved", "stable", "worsened")
 #: per-photo lesion measurements used, as (key, "ratio" → log((v_t + eps)/(v_0 + eps)) or
@@ -61,13 +61,8 @@ def default_trend_dir() -> Path:
     (:func:`dermsight.serve.engine.default_model_dir`): ``$DERMSIGHT_TREND_MODEL`` when set;
     else ``models/trend`` of the source checkout this package runs from (editable /
     development installs), from any working folder; else ``./models/trend``."""
-    env = os.environ.get(ENV_TREND_DIR)
-    if env:
-        return Path(env)
-    repo = Path(__file__).resolve().parents[3] / "models" / "trend"
-    if (repo / MODEL_FILE).is_file():
-        return repo
-    return Path.cwd() / "models" / "trend"
+    return project_folder("models/trend", env_var=ENV_TREND_DIR,
+                          is_valid=lambda p: (p / MODEL_FILE).is_file())
 
 
 # ---- features (numpy, shared by training and serving) --------------------------------------
