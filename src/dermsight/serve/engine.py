@@ -135,6 +135,49 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def open_session(folder: Path, meta_path: Path, info: Mapping, *, precision: str = "auto",
+                 threads: int | None = None, verify: bool = True,
+                 what: str = "model") -> tuple[Any, str]:
+    """The onnxruntime session of the ``precision`` file listed in ``info["files"]`` (a model
+    folder's model.json, or a router folder's router.json at ``meta_path``), and the precision
+    chosen: ``"auto"`` takes int8 when the folder has it. ``verify`` checks the file's sha256.
+
+    Raises:
+        ConfigError: an unknown precision, a missing or corrupt file, or one onnxruntime cannot
+            load (the message names the file).
+    """
+    import onnxruntime as ort
+
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    files = info.get("files") or {}
+    if precision == "auto":
+        has_int8 = "int8" in files and (folder / files["int8"]["path"]).is_file()
+        precision = "int8" if has_int8 else "fp32"
+    entry = files.get(precision)
+    if not entry or not (folder / entry["path"]).is_file():
+        raise ConfigError(f"{folder} has no {precision} {what} "
+                          f"({(entry or {}).get('path', f'not listed in {meta_path.name}')})")
+    path = folder / entry["path"]
+    if verify and entry.get("sha256") and sha256_file(path) != entry["sha256"]:
+        raise ConfigError(f"{path} does not match the sha256 in {meta_path}: the file is "
+                          "corrupt or was replaced; export the model again")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.inter_op_num_threads = 1
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {threads}")
+        options.intra_op_num_threads = int(threads)
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ConfigError(f"onnxruntime cannot load {path}: {exc}") from exc
+    return session, precision
+
+
 def softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -215,8 +258,6 @@ class Engine:
             threads: onnxruntime intra-op threads (None = onnxruntime's default).
             verify: check the ONNX file's sha256 against ``model.json``.
         """
-        import onnxruntime as ort
-
         folder = Path(model_dir) if model_dir is not None else default_model_dir()
         meta_path = folder / MODEL_JSON
         if not meta_path.is_file():
@@ -226,34 +267,8 @@ class Engine:
             info = json.loads(meta_path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(f"{meta_path} is not valid JSON: {exc}") from exc
-        if precision not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        files = info.get("files") or {}
-        if precision == "auto":
-            has_int8 = "int8" in files and (folder / files["int8"]["path"]).is_file()
-            precision = "int8" if has_int8 else "fp32"
-        entry = files.get(precision)
-        if not entry or not (folder / entry["path"]).is_file():
-            raise ConfigError(f"{folder} has no {precision} model "
-                              f"({(entry or {}).get('path', 'not listed in model.json')})")
-        path = folder / entry["path"]
-        if verify and entry.get("sha256") and sha256_file(path) != entry["sha256"]:
-            raise ConfigError(f"{path} does not match the sha256 in {meta_path}: the file is "
-                              "corrupt or was replaced; export the model again")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.inter_op_num_threads = 1
-        if threads is not None:
-            if threads < 1:
-                raise ConfigError(f"threads must be >= 1, got {threads}")
-            options.intra_op_num_threads = int(threads)
-        options.log_severity_level = 3
-        try:
-            session = ort.InferenceSession(str(path), options,
-                                           providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise ConfigError(f"onnxruntime cannot load {path}: {exc}") from exc
+        session, precision = open_session(folder, meta_path, info, precision=precision,
+                                          threads=threads, verify=verify)
         return cls(folder, info, session, precision)
 
     @property

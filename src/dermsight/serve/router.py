@@ -20,8 +20,8 @@ import numpy as np
 
 from dermsight.data.preprocess import Preprocess
 from dermsight.errors import ConfigError
-from dermsight.io import sha256_file
 from dermsight.phototype import PHOTO_TYPES
+from dermsight.serve.engine import open_session, softmax
 
 ROUTER_JSON = "router.json"
 
@@ -35,21 +35,11 @@ class Route:
     #: the learned Fitzpatrick estimate from the router's embedding (None without a head)
     skin_type: dict | None = None
 
-    @property
-    def refused(self) -> bool:
-        return self.photo_type == "not_skin"
-
     def to_dict(self) -> dict[str, Any]:
         return {"photo_type": self.photo_type, "forced": self.forced,
                 "probabilities": {k: round(float(v), 6) for k, v in self.probabilities.items()},
                 "looks_like": [{"label": c, "probability": round(float(p), 6)}
                                for c, p in self.looks_like]}
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 class Router:
@@ -88,8 +78,6 @@ class Router:
     @classmethod
     def load(cls, folder: str | Path, *, precision: str = "auto", threads: int | None = None,
              verify: bool = True) -> Router:
-        import onnxruntime as ort
-
         folder = Path(folder)
         path = folder / ROUTER_JSON
         if not path.is_file():
@@ -100,27 +88,8 @@ class Router:
             raise ConfigError(f"{path} is not valid JSON: {exc}") from exc
         if info.get("kind") != "router":
             raise ConfigError(f"{path}: kind must be 'router', got {info.get('kind')!r}")
-        files = info.get("files") or {}
-        if precision == "auto":
-            precision = "int8" if "int8" in files and (folder / files["int8"]["path"]).is_file() \
-                else "fp32"
-        entry = files.get(precision)
-        if not entry or not (folder / entry["path"]).is_file():
-            raise ConfigError(f"{folder} has no {precision} router model")
-        onnx_path = folder / entry["path"]
-        if verify and entry.get("sha256") and sha256_file(onnx_path) != entry["sha256"]:
-            raise ConfigError(f"{onnx_path} does not match the sha256 in {path}: the file is "
-                              "corrupt or was replaced")
-        options = ort.SessionOptions()
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        if threads is not None:
-            options.intra_op_num_threads = int(threads)
-        try:
-            session = ort.InferenceSession(str(onnx_path), options,
-                                           providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise ConfigError(f"onnxruntime cannot load {onnx_path}: {exc}") from exc
+        session, precision = open_session(folder, path, info, precision=precision,
+                                          threads=threads, verify=verify, what="router model")
         return cls(folder, info, session, precision)
 
     def probabilities(self, images: list[np.ndarray], *, embeddings: bool = False
@@ -132,8 +101,8 @@ class Router:
             x = self.preprocess.batch(images[s:s + self.batch_size])
             t, o, e = self.session.run(["type_logits", "imagenet_logits", "embedding"],
                                        {"image": np.ascontiguousarray(x, np.float32)})
-            types.append(_softmax(t.astype(np.float64)))
-            objects.append(_softmax(o.astype(np.float64)))
+            types.append(softmax(t.astype(np.float64)))
+            objects.append(softmax(o.astype(np.float64)))
             embs.append(e.astype(np.float64))
         if not types:
             out = (np.zeros((0, len(self.photo_types))), np.zeros((0, 1000)), np.zeros((0, 0)))
@@ -150,7 +119,7 @@ class Router:
         if self.skin_type_head is None or (self.skin_type_withheld and not withheld):
             return [None] * len(embeddings)
         weight, bias, classes = self.skin_type_head
-        probs = _softmax(embeddings @ weight.T + bias)
+        probs = softmax(embeddings @ weight.T + bias)
         out = []
         for row in probs:
             expected = float(row @ classes)
