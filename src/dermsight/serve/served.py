@@ -18,7 +18,6 @@ photo, as before routing existed, and says so.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -103,7 +102,7 @@ class ServedModels:
             kind = engine.info.get("photo_type")
             return cls({kind if kind in SKIN_TYPES else "any": engine}, None, root)
         if not root.is_dir():
-            raise ConfigError(f"models folder {root} does not exist (set --models or "
+            raise ConfigError(f"models folder {root} does not exist (set --model or "
                               f"${ENV_MODELS_DIR})")
         engines: dict[str, Engine] = {}
         router = None
@@ -111,16 +110,13 @@ class ServedModels:
             if folder.name.startswith((".", "_")):
                 continue
             if (folder / MODEL_JSON).is_file():
-                try:
-                    info = json.loads((folder / MODEL_JSON).read_text())
-                except (OSError, json.JSONDecodeError) as exc:
-                    raise ConfigError(f"{folder / MODEL_JSON} is not valid JSON: {exc}") from exc
-                kind = model_photo_type(folder, info)
+                engine = Engine.load(folder, precision=precision, threads=threads,
+                                     verify=verify)
+                kind = model_photo_type(folder, engine.info)
                 if kind in engines:
                     raise ConfigError(f"two models answer {kind} photos: "
                                       f"{engines[kind].model_dir} and {folder}; keep one")
-                engines[kind] = Engine.load(folder, precision=precision, threads=threads,
-                                            verify=verify)
+                engines[kind] = engine
             elif (folder / ROUTER_JSON).is_file():
                 if router is not None:
                     raise ConfigError(f"two router folders: {router.folder} and {folder}")
@@ -261,8 +257,7 @@ class ServedModels:
                 for i in idx:
                     out[i] = refusal(routes[i])
                 continue
-            engine = self.engines.get(kind) if kind in self.engines else \
-                (self.engines.get("any") if "any" in self.engines else None)
+            engine = self.engines.get(kind) or self.engines.get("any")
             if engine is None:
                 for i in idx:
                     out[i] = refusal(routes[i], reason="no_model")
