@@ -23,25 +23,26 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from dermsight.config import ImageCheckConfig
 from dermsight.data.preprocess import Preprocess
 from dermsight.errors import DataError
-from dermsight.io import read_bytes
+from dermsight.io import list_files, read_bytes
 from dermsight.models.router import PhotoTypeNet
 from dermsight.phototype import PHOTO_TYPES
 from dermsight.prepare.measure import ImageRejected, decode_image
 from dermsight.sources import get_source
+from dermsight.sources.folder import EXTENSIONS
 
 log = logging.getLogger("dermsight.router")
 
-EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
-MAX_PIXELS = 80_000_000
+MAX_PIXELS = ImageCheckConfig().max_pixels  # prepare's decompression-bomb guard
 
 
 @dataclass
@@ -50,7 +51,6 @@ class RouterData:
     ``fitzpatrick`` (NaN when unknown)."""
 
     frame: pd.DataFrame
-    notes: list[str] = field(default_factory=list)
 
 
 def split_of(group: str, val_fraction: float, seed: int) -> str:
@@ -59,10 +59,9 @@ def split_of(group: str, val_fraction: float, seed: int) -> str:
     return "val" if int.from_bytes(digest[:8], "big") / 2**64 < val_fraction else "train"
 
 
-def source_rows(source: str, root: str, *, photo_type: str | None = None,
-                limit: int | None = None, seed: int = 0) -> pd.DataFrame:
+def source_rows(source: str, root: str, *, photo_type: str | None = None) -> pd.DataFrame:
     """The photos of a registered source with their photo type (the source's own unless
-    ``photo_type`` is given); ``limit`` keeps a seeded random subset of groups."""
+    ``photo_type`` is given)."""
     src = get_source(source)(root)
     kind = photo_type or src.photo_type
     if kind not in PHOTO_TYPES:
@@ -75,10 +74,7 @@ def source_rows(source: str, root: str, *, photo_type: str | None = None,
         "fitzpatrick": pd.to_numeric(rows.get("fitzpatrick"), errors="coerce")
         if "fitzpatrick" in rows else np.nan,
         "photo_type": kind, "source": source})
-    if limit is not None and frame["group_id"].nunique() > limit:
-        groups = frame["group_id"].drop_duplicates().sample(limit, random_state=seed)
-        frame = frame[frame["group_id"].isin(set(groups))]
-    return frame.reset_index(drop=True)
+    return frame
 
 
 def folder_rows(folder: str | Path, photo_type: str = "not_skin") -> pd.DataFrame:
@@ -86,7 +82,7 @@ def folder_rows(folder: str | Path, photo_type: str = "not_skin") -> pd.DataFram
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"not a folder of pictures: {folder}")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in EXTENSIONS)
+    files = sorted(Path(p) for p in list_files(str(folder), EXTENSIONS))
     if not files:
         raise DataError(f"no pictures ({', '.join(EXTENSIONS)}) under {folder}")
     return pd.DataFrame({
@@ -180,6 +176,29 @@ def choose_refuse_threshold(p_not_skin: np.ndarray, is_skin: np.ndarray,
 FITZPATRICK_TYPES = (1, 2, 3, 4, 5, 6)
 
 
+def fit_linear_head(x: np.ndarray, y: np.ndarray, groups: np.ndarray, *, c: float,
+                    seed: int = 0, max_iter: int = 3000
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A class-balanced multinomial logistic regression on standardised embeddings: its
+    out-of-fold probabilities (5 group-aware folds) and, fitted on everything, its weights
+    ``[K, F]`` and biases ``[K]`` on the raw embeddings (the scaler folded in), ready for a
+    linear layer."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    def classifier():
+        return make_pipeline(StandardScaler(), LogisticRegression(
+            C=c, max_iter=max_iter, class_weight="balanced"))
+
+    oof = cross_val_predict(classifier(), x, y, groups=groups, method="predict_proba",
+                            cv=StratifiedGroupKFold(5, shuffle=True, random_state=seed))
+    scaler, logistic = classifier().fit(x, y)
+    weight = logistic.coef_ / scaler.scale_[None, :]
+    return oof, weight, logistic.intercept_ - weight @ scaler.mean_
+
+
 #: the learned skin-type estimate is served only when, out of fold, it reaches the project's
 #: goals on every type: a worse estimate for dark skin than ITA's must not reach a user
 SKIN_TYPE_GOALS = {"spearman": 0.60, "within_1_every_type": 0.80}
@@ -194,18 +213,9 @@ def fit_skin_type(x: np.ndarray, types: np.ndarray, groups: np.ndarray, *, c: fl
     embeddings), the out-of-fold figures, and ``served``: whether they reach
     :data:`SKIN_TYPE_GOALS` (the engine shows the estimate only then)."""
     from scipy.stats import spearmanr
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    def classifier():
-        return make_pipeline(StandardScaler(), LogisticRegression(
-            C=c, max_iter=3000, class_weight="balanced"))
 
     types = np.asarray(types, int)
-    oof = cross_val_predict(classifier(), x, types, groups=groups, method="predict_proba",
-                            cv=StratifiedGroupKFold(5, shuffle=True, random_state=seed))
+    oof, weight, bias = fit_linear_head(x, types, groups, c=c, seed=seed)
     expected = oof @ np.asarray(FITZPATRICK_TYPES, float)
     estimate = np.clip(np.rint(expected), 1, 6).astype(int)
     per_type = {}
@@ -215,10 +225,6 @@ def fit_skin_type(x: np.ndarray, types: np.ndarray, groups: np.ndarray, *, c: fl
                             "within_1": float((np.abs(estimate[sel] - t) <= 1).mean()),
                             "exact": float((estimate[sel] == t).mean()),
                             "median_estimate": float(np.median(expected[sel]))}
-    fitted = classifier().fit(x, types)
-    scaler, logistic = fitted[0], fitted[1]
-    weight = logistic.coef_ / scaler.scale_[None, :]
-    bias = logistic.intercept_ - weight @ scaler.mean_
     oof_figures = {"n": int(len(types)), "spearman": float(spearmanr(expected, types).statistic),
                    "within_1": float((np.abs(estimate - types) <= 1).mean()),
                    "exact": float((estimate == types).mean()), "per_type": per_type}
@@ -270,11 +276,6 @@ def fit_router(data: RouterData, *, crops: int = 2, c: float = 0.5,
                cache_dir: Path | None = Path("runs/router-cache")) -> FittedRouter:
     """Fit the head on the train rows of ``data`` (see the module docstring); the embeddings
     are cached in ``cache_dir`` (None: not cached)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     torch.manual_seed(seed)
     model = PhotoTypeNet()
     preprocess = Preprocess.from_timm(model.data_config)
@@ -290,20 +291,11 @@ def fit_router(data: RouterData, *, crops: int = 2, c: float = 0.5,
     y = train["photo_type"].map({k: i for i, k in enumerate(PHOTO_TYPES)}).to_numpy()[owner]
     groups = train["group_id"].to_numpy()[owner]
 
-    def classifier():
-        return make_pipeline(StandardScaler(), LogisticRegression(
-            C=c, class_weight="balanced", max_iter=2000))
-
-    oof = cross_val_predict(classifier(), x, y, groups=groups, method="predict_proba",
-                            cv=StratifiedGroupKFold(5, shuffle=True, random_state=seed))
+    oof, weight, bias = fit_linear_head(x, y, groups, c=c, seed=seed, max_iter=2000)
     original = np.r_[True, owner[1:] != owner[:-1]]  # the uncropped view of each photo
     not_skin = PHOTO_TYPES.index("not_skin")
     threshold = choose_refuse_threshold(oof[original, not_skin], y[original] != not_skin,
                                         max_false_refusal, floor=refuse_floor)
-    fitted = classifier().fit(x, y)
-    scaler, logistic = fitted[0], fitted[1]
-    weight = logistic.coef_ / scaler.scale_[None, :]
-    bias = logistic.intercept_ - weight @ scaler.mean_
     model.set_head(weight, bias)
     skin = original & (y != not_skin)
     refused = oof[:, not_skin] >= threshold
@@ -347,7 +339,7 @@ def load_router_data(sources: list[str], not_skin: str | Path, *, val_fraction: 
                      seed: int = 0) -> RouterData:
     """Rows of every ``SOURCE=ROOT`` in ``sources`` (each source's own photo type) and of the
     not-skin folder, with their seeded group split."""
-    parts = [source_rows(*parse_source_spec(s), seed=seed) for s in sources]
+    parts = [source_rows(*parse_source_spec(s)) for s in sources]
     parts.append(folder_rows(not_skin))
     return router_data(parts, val_fraction=val_fraction, seed=seed)
 
