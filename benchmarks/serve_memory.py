@@ -9,7 +9,7 @@ from another checkout's ``src`` folder (e.g. a ``git worktree`` of an older comm
 same script measures before and after a change.
 
     python benchmarks/serve_memory.py                      # this checkout
-    python benchmarks/serve_memory.py --src /tmp/old/src   # another checkout, same probe
+    python benchmarks/serve_memory.py --src runs/old-checkout/src   # another checkout, same probe
 
 Prints a Markdown table (and writes it as JSON with ``--out``).
 """

@@ -6,11 +6,11 @@ this project's ITA, and what users install today (stone, derm-ita), on the same 
     .venv/bin/python benchmarks/skin_type_compare.py measure
     # 2. in a separate venv (stone needs opencv-python, which clashes with the project's
     #    opencv-python-headless):
-    python3.11 -m venv /tmp/tools && /tmp/tools/bin/pip install skin-tone-classifier derm-ita \\
-        pandas scipy
-    /tmp/tools/bin/python benchmarks/skin_type_compare.py tools
+    python3.11 -m venv runs/tools-venv && runs/tools-venv/bin/pip install skin-tone-classifier \\
+        derm-ita pandas scipy
+    runs/tools-venv/bin/python benchmarks/skin_type_compare.py tools
     # 3. the table (either venv)
-    python benchmarks/skin_type_compare.py table [--out experiments/router/skin_type.json]
+    python benchmarks/skin_type_compare.py table [--out experiments/router/skin_type_compare.json]
 
 Methods, each mapped to a Fitzpatrick type 1-6 where it can be:
 - ``learned``: the router's skin-type head (expected type, rounded);
