@@ -233,16 +233,12 @@ def _path_calibration(body: dict) -> dict:
     return {k: body[k] for k in ("temperature", "conformal", "val_metrics")}
 
 
-def _without_metadata_section(run, frame, y, val_pred, calibration, *, opt, tta, classes,
-                              is_val: bool, cross_fit: bool) -> dict:
-    """The photo-alone path of a model with metadata, scored with its own calibration: metrics,
-    ECE before / after its own temperature, conformal coverage, and (on the validation split)
-    cross-fitted ECE and coverage by skin-tone group."""
-    path = calibration["without_metadata"]
-    pred = val_pred if is_val else predict_logits(
-        run, frame, tta=tta, batch_size=opt.batch_size, workers=opt.workers,
-        name="photo alone", progress=opt.progress, without_metadata=True)
-    logits = pred["logits"]
+def _without_metadata_section(logits, y, frame, path: dict, *, opt, classes,
+                              cross_fit: bool) -> dict:
+    """The photo-alone path of a model with metadata (``logits`` of ``frame``'s rows without
+    metadata), scored with its own calibration ``path``: metrics, ECE before / after its own
+    temperature, conformal coverage, and (on the validation split) cross-fitted ECE and
+    coverage by skin-tone group."""
     probs = softmax(logits / float(path["temperature"]), axis=1)
     conf = conformal_from_calibration({"classes": classes, "conformal": path["conformal"]})
     sets, covered = _sets_and_coverage(conf, probs, y, frame)
@@ -639,7 +635,7 @@ def run_evaluate(run_dir: str | Path, *, source: str, root: str | None,
             "without_metadata": has_meta}
     reused = not opt.recalibrate and _reusable(run.calibration, want)
     cross_fit = None
-    val_pred = None
+    val_pred = val_alone = None
     if is_val:
         from dermsight.evaluate.data import add_group_columns
 
@@ -666,7 +662,7 @@ def run_evaluate(run_dir: str | Path, *, source: str, root: str | None,
         calibration = {k: calibration[k] for k in ("version", "classes", "temperature",
                                                    "fitted_on", "conformal", "val_metrics")}
         if has_meta:  # the photo-alone path gets its own temperature and thresholds
-            val_alone = predict_logits(run, val, tta=tta, batch_size=opt.batch_size,
+            val_alone = predict_logits(run, val_frame, tta=tta, batch_size=opt.batch_size,
                                        workers=opt.workers, name="run val, photo alone",
                                        progress=opt.progress, without_metadata=True)
             body, _, _ = fit_calibration(val_alone["logits"], val_alone["label"],
@@ -718,12 +714,13 @@ def run_evaluate(run_dir: str | Path, *, source: str, root: str | None,
     without_metadata = None
     if has_meta:
         t0 = time.perf_counter()
-        alone = predict_logits(run, frame, tta=tta, batch_size=opt.batch_size,
-                               workers=opt.workers, name="photo alone", progress=opt.progress,
-                               without_metadata=True) if is_val else None
+        if val_alone is None or not is_val:  # the scored rows are not the ones just predicted
+            val_alone = predict_logits(run, frame, tta=tta, batch_size=opt.batch_size,
+                                       workers=opt.workers, name="photo alone",
+                                       progress=opt.progress, without_metadata=True)
         without_metadata = _without_metadata_section(
-            run, frame, y, alone, calibration, opt=opt, tta=tta, classes=classes,
-            is_val=is_val, cross_fit=is_val)
+            val_alone["logits"], y, frame, calibration["without_metadata"], opt=opt,
+            classes=classes, cross_fit=is_val)
         timing["without_metadata_seconds"] = round(time.perf_counter() - t0, 1)
     t0 = time.perf_counter()
     fairness = _fairness(y, probs, frame, n_resamples=opt.bootstrap, seed=opt.seed)
