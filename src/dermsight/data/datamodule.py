@@ -126,8 +126,6 @@ class ManifestDataModule(L.LightningDataModule):
         self.seed = seed
         self.draft_size = draft_size
         self.quality_labels = quality_labels
-        self.label_groups = [list(g) for g in label_groups]
-        self.group_smoothing = group_smoothing
 
         required = ["image_uri", "split"]
         required += ["label"] if "soft_labels" not in frame.columns else []
@@ -145,8 +143,7 @@ class ManifestDataModule(L.LightningDataModule):
                                 "pass classes=[...]")
             classes = sorted(str(c) for c in train["label"].dropna().unique())
         self.classes = list(check_classes(classes))
-        self.group_matrix = group_smoothing_matrix(self.classes, self.label_groups,
-                                                   group_smoothing)
+        self.group_matrix = group_smoothing_matrix(self.classes, label_groups, group_smoothing)
         self.datasets: dict[str, ManifestDataset] = {}
 
     @classmethod

@@ -8,6 +8,7 @@ from pathlib import Path
 from dermsight import DISCLAIMER
 from dermsight.config import tta_or_none
 from dermsight.io import atomic_write_text
+from dermsight.phototype import DESCRIPTIONS
 
 
 def _pct(x) -> str:
@@ -25,9 +26,7 @@ def render_card(info: dict) -> str:
     data = info.get("data") or {}
     conf = info.get("conformal") or {}
     names = info.get("display_names") or {}
-    kind = {"dermoscopy": "a dermoscopy photo (through a dermatoscope)",
-            "clinical": "a clinical photo of skin (camera or phone)"}.get(
-        info.get("photo_type"), "a photo of a skin lesion")
+    kind = DESCRIPTIONS.get(info.get("photo_type"), "a photo of a skin lesion")
     lines = [
         f"# Model card: {info['name']} ({info['version']})", "",
         f"> **Not medical advice.** {DISCLAIMER}", "",
