@@ -62,3 +62,55 @@ def browser_page(width: int = 1200, height: int = 900):
             yield page
         finally:
             browser.close()
+
+
+class CountingEngine:
+    """The real engine, counting images per call and calls running at once (with a delay)."""
+
+    def __init__(self, engine, delay: float = 0.0) -> None:
+        self._engine = engine
+        self.delay = delay
+        self.running = self.peak = 0
+        self.batch_sizes: list[int] = []
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+    def predict(self, images, *args, **kwargs):
+        with self._lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+            self.batch_sizes.append(len(images))
+        try:
+            time.sleep(self.delay)
+            return self._engine.predict(images, *args, **kwargs)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+def stream_until_answered(sock: socket.socket, fill: bytes, limit: int) -> tuple[int, bytes]:
+    """Send chunked-encoding chunks of ``fill`` until the server answers or ``limit`` bytes
+    went; returns the bytes sent and the reply (read up to its JSON body)."""
+    import select
+
+    frame = f"{len(fill):x}\r\n".encode() + fill + b"\r\n"
+    sent = 0
+    try:
+        while sent < limit:
+            readable, _, _ = select.select([sock], [], [], 0)
+            if readable:
+                break
+            sock.sendall(frame)
+            sent += len(fill)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    reply = b""
+    with contextlib.suppress(OSError):
+        while b"}" not in reply:
+            data = sock.recv(65536)
+            if not data:
+                break
+            reply += data
+    return sent, reply

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import io
 import json
 import logging
-import select
 import socket
 
 import numpy as np
@@ -15,7 +13,7 @@ import pytest
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
 from PIL import Image
-from servehelpers import live_server
+from servehelpers import live_server, stream_until_answered
 
 from dermsight import DISCLAIMER
 from dermsight.serve.api import ServeSettings, create_app
@@ -313,9 +311,6 @@ def test_a_1gb_chunked_upload_is_cut_off_at_the_limit(engine):
     """Over a real socket: the server answers 413 and closes long before 1 GB is sent."""
     app = create_app(engine, ServeSettings(max_upload_bytes=MAX_UPLOAD, max_batch_size=1,
                                            web=False))
-    chunk = b"\0" * (64 * 1024)
-    frame = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
-    sent = 0
     with live_server(app) as url:
         port = int(url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
@@ -326,22 +321,7 @@ def test_a_1gb_chunked_upload_is_cut_off_at_the_limit(engine):
             head = (b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n'
                     b"Content-Type: image/jpeg\r\n\r\n")
             sock.sendall(f"{len(head):x}\r\n".encode() + head + b"\r\n")
-            try:
-                while sent < 2**30:
-                    readable, _, _ = select.select([sock], [], [], 0)
-                    if readable:
-                        break
-                    sock.sendall(frame)
-                    sent += len(chunk)
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-            reply = b""
-            with contextlib.suppress(OSError):
-                while b"}" not in reply:
-                    data = sock.recv(65536)
-                    if not data:
-                        break
-                    reply += data
+            sent, reply = stream_until_answered(sock, b"\0" * (64 * 1024), 2**30)
     assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
     assert b"payload_too_large" in reply
     assert sent < 32 * 2**20  # stopped after a few MB (socket buffers), not 1 GB

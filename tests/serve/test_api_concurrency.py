@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import io
-import threading
 import time
 
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from servehelpers import CountingEngine
 
 from dermsight.serve.api import ServeSettings, create_app
 
@@ -21,31 +21,6 @@ def jpeg() -> bytes:
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format="JPEG")
     return buf.getvalue()
-
-
-class SlowEngine:
-    """The real engine, with a delay and a count of predictions running at once."""
-
-    def __init__(self, engine, delay: float) -> None:
-        self._engine = engine
-        self.delay = delay
-        self.running = 0
-        self.peak = 0
-        self._lock = threading.Lock()
-
-    def __getattr__(self, name):
-        return getattr(self._engine, name)
-
-    def predict(self, *args, **kwargs):
-        with self._lock:
-            self.running += 1
-            self.peak = max(self.peak, self.running)
-        try:
-            time.sleep(self.delay)
-            return self._engine.predict(*args, **kwargs)
-        finally:
-            with self._lock:
-                self.running -= 1
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +44,7 @@ def _predict(c: httpx.AsyncClient, data: bytes):
 
 
 def test_concurrent_inferences_are_bounded(engine):
-    slow = SlowEngine(engine, delay=0.15)
+    slow = CountingEngine(engine, delay=0.15)
     app = create_app(slow, ServeSettings(max_concurrency=2, web=False))
     data = jpeg()
 
@@ -82,7 +57,7 @@ def test_concurrent_inferences_are_bounded(engine):
 
 
 def test_the_event_loop_stays_free_while_predicting(engine):
-    slow = SlowEngine(engine, delay=0.8)
+    slow = CountingEngine(engine, delay=0.8)
     app = create_app(slow, ServeSettings(max_concurrency=1, web=False))
 
     async def go(c):
@@ -102,7 +77,7 @@ def test_the_event_loop_stays_free_while_predicting(engine):
 
 
 def test_too_many_waiting_requests_get_503_busy(engine):
-    slow = SlowEngine(engine, delay=0.3)
+    slow = CountingEngine(engine, delay=0.3)
     app = create_app(slow, ServeSettings(max_concurrency=1, max_pending=1, web=False))
     data = jpeg()
 

@@ -5,11 +5,9 @@ offline API docs, CORS methods, and tracking uploads under the serving app's lim
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import json
 import re
-import select
 import socket
 import threading
 import time
@@ -19,7 +17,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from servehelpers import live_server
+from servehelpers import CountingEngine, live_server, stream_until_answered
 
 from dermsight.serve.api import ServeSettings, create_app
 
@@ -32,32 +30,6 @@ def jpeg(h: int = 96, w: int = 96, seed: int = 0) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(buf, format="JPEG", quality=90)
     return buf.getvalue()
-
-
-class CountingEngine:
-    """The real engine, counting images per call and calls running at once (with a delay)."""
-
-    def __init__(self, engine, delay: float = 0.0) -> None:
-        self._engine = engine
-        self.delay = delay
-        self.running = self.peak = 0
-        self.batch_sizes: list[int] = []
-        self._lock = threading.Lock()
-
-    def __getattr__(self, name):
-        return getattr(self._engine, name)
-
-    def predict(self, images, *args, **kwargs):
-        with self._lock:
-            self.running += 1
-            self.peak = max(self.peak, self.running)
-            self.batch_sizes.append(len(images))
-        try:
-            time.sleep(self.delay)
-            return self._engine.predict(images, *args, **kwargs)
-        finally:
-            with self._lock:
-                self.running -= 1
 
 
 @pytest.fixture(scope="module")
@@ -117,9 +89,7 @@ def test_a_60mb_body_without_a_key_is_cut_off_and_healthz_stays_quick(engine, tm
     """Over a real socket, chunked (no Content-Length to refuse it on): the server answers
     long before 60 MB are sent, and /healthz answers meanwhile."""
     app, _ = _tracking_app(engine, tmp_path)
-    chunk = b" " * (64 * 1024)
-    frame = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
-    sent, health_s = 0, []
+    health_s = []
     with live_server(app) as url:
         port = int(url.rsplit(":", 1)[1])
 
@@ -136,22 +106,7 @@ def test_a_60mb_body_without_a_key_is_cut_off_and_healthz_stays_quick(engine, tm
                          b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
             prober = threading.Thread(target=probe_health)
             prober.start()
-            try:
-                while sent < 60 * 2**20:
-                    readable, _, _ = select.select([sock], [], [], 0)
-                    if readable:
-                        break
-                    sock.sendall(frame)
-                    sent += len(chunk)
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-            reply = b""
-            with contextlib.suppress(OSError):
-                while b"}" not in reply:
-                    data = sock.recv(65536)
-                    if not data:
-                        break
-                    reply += data
+            sent, reply = stream_until_answered(sock, b" " * (64 * 1024), 60 * 2**20)
             prober.join(30)
     status = reply.split(b" ", 2)[1] if reply.startswith(b"HTTP/1.1") else reply[:100]
     assert status in (b"401", b"413"), reply[:300]
