@@ -77,3 +77,30 @@ def test_run_reports_the_ema_check(tmp_path):
     assert ema["decay"] == 0.9
     assert set(ema["last_epoch_ema"]) >= {"accuracy", "balanced_accuracy", "auroc_macro"}
     assert set(ema["last_epoch_raw"]) == set(ema["last_epoch_ema"])
+
+
+@pytest.mark.slow
+def test_every_phase_trains_in_train_mode(tmp_path, monkeypatch):
+    """Phase A's feature caching and the scoring between phases leave the model in eval mode;
+    each phase must still train with dropout and the whole-record metadata dropout on (frozen
+    BatchNorm layers stay in eval mode)."""
+    import torch
+
+    from dermsight.train.module import DermModule
+
+    seen: list[tuple[str, bool, bool]] = []
+    original = DermModule.training_step
+
+    def recording(self, batch, batch_idx):
+        dropouts = [m.training for m in self.model.modules() if isinstance(m, torch.nn.Dropout)]
+        frozen_bn = [m.training for m in self.model.modules()
+                     if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                     and all(not p.requires_grad for p in m.parameters(recurse=False))]
+        seen.append((self.phase.name, all(dropouts) and bool(dropouts), any(frozen_bn)))
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(DermModule, "training_step", recording)
+    run_training(_cfg(tmp_path, "train.run_name=modes"), progress=False)
+    assert {phase for phase, _, _ in seen} == {"A", "B", "C"}
+    assert all(train for _, train, _ in seen), seen
+    assert not any(bn for _, _, bn in seen), seen

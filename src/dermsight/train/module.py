@@ -151,6 +151,13 @@ class DermModule(L.LightningModule):
         return losses
 
     # -- steps -------------------------------------------------------------------------------
+    def on_train_epoch_start(self) -> None:
+        # Lightning keeps whatever mode the module was left in (phase A's feature caching and
+        # the scoring between phases leave it in eval mode), which would switch off dropout and
+        # the whole-record metadata dropout that teaches the photo-alone path. DermNet.train
+        # keeps the BatchNorm layers of frozen parts in eval mode.
+        self.model.train()
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         across = None
         if self.trainer.world_size > 1:
