@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dermsight.imaging import ImageRejected, decode_image
 from dermsight.io import atomic_write_text, read_bytes
 from dermsight.phototype import PHOTO_TYPES
-from dermsight.prepare.measure import ImageRejected, decode_image
 from dermsight.serve.router import Router
 from dermsight.train.router import MAX_PIXELS, load_router_data
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dermsight.imaging import ImageRejected, decode_image
 from dermsight.io import atomic_write_text, read_bytes
-from dermsight.prepare.measure import ImageRejected, decode_image
 from dermsight.serve.served import ServedModels
 
 GROUPS = {"1-2": (1, 2), "3-4": (3, 4), "5-6": (5, 6)}

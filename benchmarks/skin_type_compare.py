@@ -38,8 +38,8 @@ METHODS = ("learned", "ita", "derm-ita", "stone")
 
 def measure(out: Path, router_dir: Path) -> None:
     from dermsight.features.skintone import compute_skin_tone, ita_category_index
+    from dermsight.imaging import decode_image
     from dermsight.io import read_bytes
-    from dermsight.prepare.measure import decode_image
     from dermsight.serve.router import Router
     from dermsight.train.router import load_router_data
 

@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT / "src"))
 
+from dermsight.imaging import downscale  # noqa: E402
 from dermsight.io import atomic_write_text  # noqa: E402
-from dermsight.prepare.measure import downscale  # noqa: E402
 from dermsight.track import progressions as P  # noqa: E402
 from dermsight.track import trend as T  # noqa: E402
 from dermsight.track.align import prepare_photo  # noqa: E402

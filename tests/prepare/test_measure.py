@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dermsight.prepare.measure import BACKGROUND, ImageRejected, decode_image
+from dermsight.imaging import BACKGROUND, ImageRejected, decode_image
 
 
 def _save(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:

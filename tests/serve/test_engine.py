@@ -32,7 +32,8 @@ def test_serving_never_imports_torch(tiny_model):
     code = (
         "import sys, numpy as np\n"
         "from dermsight.serve.engine import Engine\n"
-        "from dermsight.serve.imageio import decode_image, cam_overlay_png\n"
+        "from dermsight.imaging import decode_rgb\n"
+        "from dermsight.serve.overlay import cam_overlay_png\n"
         f"e = Engine.load({str(tiny_model)!r})\n"
         "p = e.predict([np.full((40, 50, 3), 128, np.uint8)], [{'age': 40}], cam=True)[0]\n"
         "cam_overlay_png(np.full((40, 50, 3), 128, np.uint8), p.cam)\n"
@@ -47,8 +48,8 @@ def test_serving_never_imports_torch(tiny_model):
 
 def test_preprocessing_and_metadata_equal_the_training_dataset(tiny_run, engine):
     from dermsight.data.dataset import ManifestDataset
+    from dermsight.imaging import decode_rgb
     from dermsight.manifest import read_manifest
-    from dermsight.serve.imageio import decode_image
     from dermsight.train.checkpoint import load_run
 
     loaded = load_run(tiny_run)
@@ -57,7 +58,7 @@ def test_preprocessing_and_metadata_equal_the_training_dataset(tiny_run, engine)
     ds = ManifestDataset(rows, loaded.classes, loaded.preprocess, encoder=loaded.encoder)
     for i in range(len(rows)):
         with open(rows.loc[i, "image_uri"], "rb") as f:
-            rgb = decode_image(f.read())
+            rgb = decode_rgb(f.read())
         row = {k: rows.loc[i, k] for k in engine.metadata_fields}
         row = {k: (None if v is None or v != v else v) for k, v in row.items()}
         feeds = engine.feeds(engine.preprocess.batch([rgb]), [row])
@@ -164,15 +165,15 @@ def test_precisions_and_bad_folders(tiny_model, tmp_path):
 
 
 def test_int8_agrees_with_fp32_on_validation_images(tiny_run, tiny_model):
+    from dermsight.imaging import decode_rgb
     from dermsight.manifest import read_manifest
-    from dermsight.serve.imageio import decode_image
 
     manifest = read_manifest(tiny_run.parent.parent / "prepared")
     rows = manifest[manifest["split"] == "val"]
     images = []
     for uri in rows["image_uri"]:
         with open(uri, "rb") as f:
-            images.append(decode_image(f.read()))
+            images.append(decode_rgb(f.read()))
     top = [[p.top_k[0][0] for p in Engine.load(tiny_model, precision=prec).predict(images)]
            for prec in ("fp32", "int8")]
     agreement = np.mean([a == b for a, b in zip(*top)])

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from dermsight.cli import app
 from dermsight.errors import DataError
-from dermsight.serve.imageio import cam_overlay_png, decode_image
+from dermsight.imaging import decode_rgb
+from dermsight.serve.overlay import cam_overlay_png
 
 
 def _jpeg(rgb: np.ndarray, orientation: int | None = None) -> bytes:
@@ -30,7 +31,7 @@ def _jpeg(rgb: np.ndarray, orientation: int | None = None) -> bytes:
 def test_decode_applies_exif_orientation_and_drops_exif():
     rgb = np.zeros((20, 40, 3), np.uint8)
     rgb[:, :20] = 255  # left half white
-    out = decode_image(_jpeg(rgb, orientation=6))  # rotate 90° clockwise on display
+    out = decode_rgb(_jpeg(rgb, orientation=6))  # rotate 90° clockwise on display
     assert out.shape == (40, 20, 3) and out.dtype == np.uint8
     assert out[:20].mean() > 200 and out[20:].mean() < 50  # white half is now on top
     assert isinstance(out, np.ndarray)  # pixels only: no EXIF object travels on
@@ -42,15 +43,15 @@ def test_decode_applies_exif_orientation_and_drops_exif():
 ])
 def test_bad_bytes_raise_a_data_error_naming_the_image(data, reason):
     with pytest.raises(DataError, match=f"upload.jpg: .*{reason}"):
-        decode_image(data, name="upload.jpg")
+        decode_rgb(data, name="upload.jpg")
 
 
 def test_truncated_and_bomb():
     data = _jpeg(np.full((64, 64, 3), 120, np.uint8))
     with pytest.raises(DataError, match="truncated|corrupt"):
-        decode_image(data[: len(data) // 2])
+        decode_rgb(data[: len(data) // 2])
     with pytest.raises(DataError, match="too large"):
-        decode_image(data, max_pixels=1000)
+        decode_rgb(data, max_pixels=1000)
 
 
 def test_cam_overlay_png():
@@ -102,7 +103,7 @@ def _grey16_lesion_png() -> bytes:
 
 
 def test_16_bit_grey_png_decodes_as_a_person_sees_it():
-    rgb = decode_image(_grey16_lesion_png())
+    rgb = decode_rgb(_grey16_lesion_png())
     assert rgb.shape == (128, 128, 3)
     assert rgb[64, 64].tolist() == [78, 78, 78] and rgb[2, 2].tolist() == [156, 156, 156]
 

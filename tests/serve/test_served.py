@@ -153,8 +153,8 @@ def test_csv_has_kind_model_and_one_column_per_class_of_the_answering_model(root
 
 @pytest.mark.shared_data
 def test_shared_data_photos_route_to_their_kind():
+    from dermsight.imaging import decode_image
     from dermsight.io import read_bytes
-    from dermsight.prepare.measure import decode_image
     from dermsight.serve.router import Router
 
     data = REPO.parent / "shared" / "data"

@@ -31,8 +31,8 @@ from dermsight.data.targets import (  # noqa: F401 (re-exported: the dataset sta
 )
 from dermsight.errors import DataError
 from dermsight.features.degrade import random_degradation
+from dermsight.imaging import ImageRejected, decode_image
 from dermsight.io import read_bytes
-from dermsight.prepare.measure import ImageRejected, decode_image
 
 POOR_LIGHTING_SEVERITY = 0.5  # a degradation at least this severe makes the lighting target 1
 MAX_PIXELS = ImageCheckConfig().max_pixels  # prepare's decompression-bomb guard

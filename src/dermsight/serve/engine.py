@@ -36,9 +36,9 @@ from dermsight.data.preprocess import Preprocess
 from dermsight.errors import ConfigError, DataError
 from dermsight.features.quality import TIPS, QualityThresholds, failed_checks
 from dermsight.features.skintone import compute_skin_tone
+from dermsight.imaging import downscale
 from dermsight.io import project_folder, sha256_file
 from dermsight.predsets import served_sets
-from dermsight.prepare.measure import downscale
 from dermsight.serve.hierarchy import Hierarchy
 from dermsight.serve.hierarchy import words_or as _words
 
@@ -540,7 +540,7 @@ def predict_files(engine: Any, files: Sequence[Path], *, top_k: int = 3,
     its own metadata (its warnings go into the file's record); else ``metadata`` for all."""
     from tqdm.auto import tqdm
 
-    from dermsight.serve.imageio import DEFAULT_MAX_PIXELS, decode_image
+    from dermsight.imaging import DEFAULT_MAX_PIXELS, decode_rgb
 
     records: list[dict] = []
     batch: list[tuple[int, np.ndarray, dict | None, list[str]]] = []
@@ -558,8 +558,8 @@ def predict_files(engine: Any, files: Sequence[Path], *, top_k: int = 3,
         for path in files:
             records.append({"file": str(path)})
             try:
-                rgb = decode_image(path.read_bytes(), name=path.name,
-                                   max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
+                rgb = decode_rgb(path.read_bytes(), name=path.name,
+                                 max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
             except (OSError, DataError) as exc:
                 records[-1].update(ok=False, error=str(exc))
                 bar.update(1)

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from dermsight.features.quality import assess_quality, compute_quality
-from dermsight.prepare.measure import downscale
+from dermsight.imaging import downscale
 
 CASCADE = "haarcascade_frontalface_default.xml"
 DETECT_SIDE = 640

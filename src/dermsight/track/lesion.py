@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from dermsight.features.skintone import rgb_to_lab, skin_mask
-from dermsight.prepare.measure import downscale
+from dermsight.imaging import downscale
 
 WORK_SIDE = 128
 MIN_DELTA_E = 6.0

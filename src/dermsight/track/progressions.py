@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from dermsight.errors import DataError
-from dermsight.prepare.measure import downscale
+from dermsight.imaging import downscale
 
 LABELS = ("improved", "stable", "worsened")
 

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from dermsight import DISCLAIMER
 from dermsight.errors import DataError, DermsightError
 from dermsight.features.skintone import compute_skin_tone
-from dermsight.prepare.measure import downscale, to_rgb
+from dermsight.imaging import downscale, to_rgb
 from dermsight.track import db
 from dermsight.track.align import prepare_photo
 from dermsight.track.lesion import measure_lesion
@@ -145,7 +145,7 @@ def _check_size(rgb: np.ndarray, name: str) -> None:
 def decode_upload(data: bytes, name: str = "upload", *, max_bytes: int = MAX_BYTES,
                   max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, datetime | None]:
     """(RGB uint8 with EXIF orientation applied, EXIF DateTimeOriginal or None); any colour mode
-    decodes as :func:`dermsight.prepare.measure.to_rgb` says."""
+    decodes as :func:`dermsight.imaging.to_rgb` says."""
     taken = _check_header(data, name, max_bytes, max_pixels)
     try:
         with Image.open(io.BytesIO(data)) as im:
@@ -165,7 +165,7 @@ def _decode(data: bytes, name: str, max_bytes: int = MAX_BYTES,
     else with :func:`decode_upload`; the EXIF capture time is read from the header either way.
     The image is decoded once."""
     try:
-        from dermsight.serve.imageio import decode_image
+        from dermsight.imaging import decode_rgb as decode_image
     except ImportError:
         return decode_upload(data, name, max_bytes=max_bytes, max_pixels=max_pixels)
     taken = _check_header(data, name, max_bytes, max_pixels)

@@ -33,10 +33,10 @@ import torch
 from dermsight.config import ImageCheckConfig
 from dermsight.data.preprocess import Preprocess
 from dermsight.errors import DataError
+from dermsight.imaging import ImageRejected, decode_image
 from dermsight.io import list_files, read_bytes
 from dermsight.models.router import PhotoTypeNet
 from dermsight.phototype import PHOTO_TYPES
-from dermsight.prepare.measure import ImageRejected, decode_image
 from dermsight.sources import get_source
 from dermsight.sources.folder import EXTENSIONS
 

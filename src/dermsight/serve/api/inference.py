@@ -3,7 +3,7 @@
 Uploads are checked (content type, size), metadata form fields are validated against the
 model's metadata schema (so an error names the field), and images are decoded and predicted in
 the inference pool. Only pixels leave the decoder: EXIF (GPS included) is applied for
-orientation by :func:`~dermsight.serve.imageio.decode_image` and then dropped; nothing here
+orientation by :func:`~dermsight.imaging.decode_rgb` and then dropped; nothing here
 logs or returns it.
 """
 
@@ -215,10 +215,10 @@ def metadata_from_form(form: Mapping[str, Any], metadata_json: str | None,
 
 
 def decode(data: bytes, settings: ServeSettings, field: str) -> np.ndarray:
-    from dermsight.serve.imageio import decode_image
+    from dermsight.imaging import decode_rgb
 
     try:
-        return decode_image(data, max_pixels=settings.max_pixels, name=field)
+        return decode_rgb(data, max_pixels=settings.max_pixels, name=field)
     except DataError as exc:
         raise image_error(exc, field) from None
 
@@ -281,7 +281,7 @@ def predict_images(engine: Engine, images: list[np.ndarray], metadata: list[dict
                    photo_type: str | None = None) -> list[schemas.Prediction]:
     """Run the engine (or the routed :class:`~dermsight.serve.served.ServedModels`) on decoded
     images (call it in the inference pool: it blocks); ``photo_type`` forces the kind."""
-    from dermsight.serve.imageio import cam_overlay_png
+    from dermsight.serve.overlay import cam_overlay_png
 
     kwargs = {"photo_types": photo_type} if hasattr(engine, "route") else {}
     try:

@@ -1,9 +1,7 @@
-"""Image bytes in, pixels out (and a Grad-CAM overlay back to PNG bytes). No torch.
+"""A Grad-CAM overlay on the photo, back to PNG bytes. No torch.
 
-:func:`decode_image` is ``prepare``'s decoder (:func:`dermsight.prepare.measure.decode_image`:
-full decode, EXIF orientation applied, decompression-bomb guard) with its rejections turned into
-:class:`~dermsight.errors.DataError` naming the image. Only the RGB pixels come out: EXIF
-(GPS included) is never kept.
+Decoding is :mod:`dermsight.imaging`'s (:func:`~dermsight.imaging.decode_rgb`), shared by every
+stage.
 """
 
 from __future__ import annotations
@@ -13,29 +11,6 @@ import io
 import cv2
 import numpy as np
 from PIL import Image
-
-from dermsight.errors import DataError
-from dermsight.prepare.measure import ImageRejected
-from dermsight.prepare.measure import decode_image as _decode
-
-DEFAULT_MAX_PIXELS = 40_000_000
-
-
-def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 name: str = "image") -> np.ndarray:
-    """Decode image bytes (JPEG, PNG, WebP, ...) to RGB uint8 ``(H, W, 3)``, upright.
-
-    Raises:
-        DataError: ``"{name}: <reason>"`` for empty, truncated, corrupt or unreadable data and
-            for images over ``max_pixels`` pixels (decompression bombs).
-    """
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise DataError(f"{name}: expected image bytes, got {type(data).__name__}")
-    try:
-        rgb, _ = _decode(bytes(data), max_pixels=max_pixels)
-    except ImageRejected as exc:
-        raise DataError(f"{name}: {exc}") from None
-    return np.ascontiguousarray(rgb)
 
 
 def cam_overlay(rgb: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> np.ndarray:
