@@ -12,7 +12,6 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from dermsight.data.augment import AugmentConfig
 from dermsight.errors import ConfigError
 from dermsight.features.quality import QualityThresholds
 
@@ -116,6 +115,48 @@ class MetadataFields(_Strict):
 
     def all(self) -> list[str]:
         return [*self.numeric, *self.categorical, *self.multi_label]
+
+
+class AugmentConfig(BaseModel):
+    """Training augmentation. ``AugmentConfig.eval()`` (``enabled: false``) = no augmentation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="false: no augmentation at all (evaluation)")
+    hflip: float = Field(0.5, ge=0, le=1, description="probability of a horizontal flip")
+    vflip: float = Field(0.5, ge=0, le=1, description="probability of a vertical flip")
+    rotate90: float = Field(
+        0.0, ge=0, le=1, description="probability of a rotation by 90, 180 or 270 degrees "
+        "(square inputs only); 1 with the flips draws every orientation equally often")
+    rotate_limit: float = Field(
+        20.0, ge=0, le=180, description="rotation drawn uniformly in ±rotate_limit degrees")
+    scale: tuple[float, float] = Field(
+        (0.9, 1.1), description="zoom factor range of the rotate/scale step")
+    affine_p: float = Field(0.5, ge=0, le=1, description="probability of the rotate/scale step")
+    crop_scale: tuple[float, float] = Field(
+        (0.5, 1.0), description="random-resized-crop area range (share of the image)")
+    crop_ratio: tuple[float, float] = Field(
+        (0.75, 4 / 3), description="random-resized-crop aspect-ratio range (w/h)")
+    brightness: float = Field(0.2, ge=0, le=1, description="colour jitter: brightness ±")
+    contrast: float = Field(0.2, ge=0, le=1, description="colour jitter: contrast ±")
+    saturation: float = Field(0.1, ge=0, le=1, description="colour jitter: saturation ±")
+    hue: float = Field(0.02, ge=0, le=0.5, description="colour jitter: hue ± (share of a turn)")
+    color_p: float = Field(0.8, ge=0, le=1, description="probability of the colour jitter")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> AugmentConfig:
+        for name in ("scale", "crop_scale", "crop_ratio"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi:
+                raise ValueError(f"{name} must satisfy 0 < low <= high, got {(lo, hi)}")
+        if self.crop_scale[1] > 1:
+            raise ValueError(f"crop_scale must be within (0, 1], got {self.crop_scale}")
+        return self
+
+    @classmethod
+    def eval(cls) -> AugmentConfig:  # noqa: A003 (the evaluation preset)
+        """No augmentation."""
+        return cls(enabled=False)
 
 
 class DataConfig(_Strict):

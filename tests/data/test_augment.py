@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from dermsight.data.augment import AugmentConfig, build_train_augment
+from dermsight.config import AugmentConfig
+from dermsight.data.augment import build_train_augment
 
 
 def image() -> np.ndarray:

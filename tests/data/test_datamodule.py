@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from dermsight.data.augment import AugmentConfig
+from dermsight.config import AugmentConfig
 from dermsight.data.datamodule import ManifestDataModule
 from dermsight.data.preprocess import Preprocess
 from dermsight.errors import DataError

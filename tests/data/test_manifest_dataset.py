@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from dermsight.data.augment import AugmentConfig, build_train_augment
+from dermsight.config import AugmentConfig
+from dermsight.data.augment import build_train_augment
 from dermsight.data.dataset import EpochSampler, ManifestDataset
 from dermsight.data.metadata import MetadataEncoder
 from dermsight.data.preprocess import Preprocess

@@ -5,7 +5,8 @@
 - :mod:`~dermsight.data.metadata`: :class:`MetadataEncoder`, tabular metadata → float vector
   (no torch; serving uses it too).
 - :mod:`~dermsight.data.targets`: soft / one-hot targets, class weights, balanced sampling weights.
-- :mod:`~dermsight.data.augment`: albumentations training augmentation from ``AugmentConfig``.
+- :mod:`~dermsight.data.augment`: albumentations training augmentation from ``AugmentConfig``
+  (:mod:`dermsight.config`).
 - :mod:`~dermsight.data.dataset`: ``ManifestDataset`` (torch).
 - :mod:`~dermsight.data.datamodule`: ``ManifestDataModule`` (Lightning).
 

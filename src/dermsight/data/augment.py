@@ -9,8 +9,9 @@ scale (reflect-padded), colour jitter. The result is RGB uint8;
 Colour jitter changes apparent skin tone: keep ``saturation`` and ``hue`` small (defaults 0.1
 and 0.02) so augmentation does not blur the tone buckets the fairness audit reports on.
 
-albumentations (which imports torch) is imported only by :func:`build_train_augment`, so
-``AugmentConfig`` can be imported by the config schema at no cost.
+albumentations (which imports torch) is imported only by :func:`build_train_augment`.
+``AugmentConfig`` is part of the configuration schema (:mod:`dermsight.config`), which this module
+reads and never the other way round.
 
 Seeding: :class:`TrainAugment` wraps ``albumentations.Compose(seed=...)``;
 ``set_random_seed(seed)`` re-seeds it, and ``ManifestDataset`` does so for every item from
@@ -23,49 +24,9 @@ import os
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel
 
-
-class AugmentConfig(BaseModel):
-    """Training augmentation. ``AugmentConfig.eval()`` (``enabled: false``) = no augmentation."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = Field(True, description="false: no augmentation at all (evaluation)")
-    hflip: float = Field(0.5, ge=0, le=1, description="probability of a horizontal flip")
-    vflip: float = Field(0.5, ge=0, le=1, description="probability of a vertical flip")
-    rotate90: float = Field(
-        0.0, ge=0, le=1, description="probability of a rotation by 90, 180 or 270 degrees "
-        "(square inputs only); 1 with the flips draws every orientation equally often")
-    rotate_limit: float = Field(
-        20.0, ge=0, le=180, description="rotation drawn uniformly in ±rotate_limit degrees")
-    scale: tuple[float, float] = Field(
-        (0.9, 1.1), description="zoom factor range of the rotate/scale step")
-    affine_p: float = Field(0.5, ge=0, le=1, description="probability of the rotate/scale step")
-    crop_scale: tuple[float, float] = Field(
-        (0.5, 1.0), description="random-resized-crop area range (share of the image)")
-    crop_ratio: tuple[float, float] = Field(
-        (0.75, 4 / 3), description="random-resized-crop aspect-ratio range (w/h)")
-    brightness: float = Field(0.2, ge=0, le=1, description="colour jitter: brightness ±")
-    contrast: float = Field(0.2, ge=0, le=1, description="colour jitter: contrast ±")
-    saturation: float = Field(0.1, ge=0, le=1, description="colour jitter: saturation ±")
-    hue: float = Field(0.02, ge=0, le=0.5, description="colour jitter: hue ± (share of a turn)")
-    color_p: float = Field(0.8, ge=0, le=1, description="probability of the colour jitter")
-
-    @model_validator(mode="after")
-    def _ranges(self) -> AugmentConfig:
-        for name in ("scale", "crop_scale", "crop_ratio"):
-            lo, hi = getattr(self, name)
-            if not 0 < lo <= hi:
-                raise ValueError(f"{name} must satisfy 0 < low <= high, got {(lo, hi)}")
-        if self.crop_scale[1] > 1:
-            raise ValueError(f"crop_scale must be within (0, 1], got {self.crop_scale}")
-        return self
-
-    @classmethod
-    def eval(cls) -> AugmentConfig:  # noqa: A003 (the evaluation preset)
-        """No augmentation."""
-        return cls(enabled=False)
+from dermsight.config import AugmentConfig
 
 
 class TrainAugment:

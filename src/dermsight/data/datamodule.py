@@ -24,7 +24,8 @@ import pandas as pd
 from pydantic import BaseModel
 from torch.utils.data import DataLoader
 
-from dermsight.data.augment import AugmentConfig, as_augment_config, build_train_augment
+from dermsight.config import AugmentConfig
+from dermsight.data.augment import as_augment_config, build_train_augment
 from dermsight.data.dataset import EpochSampler, ManifestDataset
 from dermsight.data.metadata import MetadataEncoder
 from dermsight.data.preprocess import Preprocess
