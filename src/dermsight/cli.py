@@ -325,7 +325,7 @@ def predict_cmd(
     for its kind, a photo that is not of skin gets no diagnosis; unreadable files are reported
     by name and skipped."""
     from dermsight.phototype import check_photo_type
-    from dermsight.serve.engine import collect_images, format_records, predict_files
+    from dermsight.serve.files import collect_images, format_records, predict_files
     from dermsight.serve.served import ServedModels
 
     if as_json and as_csv:
@@ -455,6 +455,6 @@ def serve(
                     port=port, workers=workers)
 
 
-from dermsight.track.cli import app as _track_app  # noqa: E402 (sub-app: dermsight track …)
+from dermsight.cli_track import app as _track_app  # noqa: E402 (sub-app: dermsight track …)
 
 app.add_typer(_track_app, name="track")

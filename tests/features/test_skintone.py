@@ -15,6 +15,7 @@ from dermsight.features.skintone import (
     MONK_SRGB,
     calibrate_ita,
     compute_skin_tone,
+    fitzpatrick_group,
     ita_category,
     ita_category_index,
     ita_from_lab,
@@ -215,3 +216,15 @@ def test_ita_tracks_fitzpatrick_on_real_images():
     assert len(itas) >= 250
     rho = spearmanr(itas, types).statistic
     assert rho <= -0.5, rho
+
+
+@pytest.mark.parametrize("value, group", [
+    (1, "1-2"), (2.0, "1-2"), (np.int64(3), "3-4"), (4, "3-4"), (5, "5-6"), (6, "5-6"),
+    (0, None), (7, None), (-1, None), (None, None), (float("nan"), None), ("x", None),
+])
+def test_fitzpatrick_group_pairs_types_and_drops_unknowns(value, group):
+    import pandas as pd
+
+    assert fitzpatrick_group(value) == group
+    assert fitzpatrick_group(pd.NA) is None
+

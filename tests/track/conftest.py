@@ -76,7 +76,7 @@ def tracker(db_url, tmp_path):
 def client(tracker):
     from fastapi.testclient import TestClient
 
-    from dermsight.track.api import create_track_app
+    from dermsight.serve.api.app import create_track_app
 
     with TestClient(create_track_app(tracker)) as c:
         yield c

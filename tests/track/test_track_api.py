@@ -196,11 +196,11 @@ def test_16_bit_grey_upload_is_stored_grey_not_white(client, tracker):
 
     import numpy as np
 
-    from dermsight.track.service import decode_upload
+    from dermsight.track.upload import decode_upload
 
     buf = io.BytesIO()
     Image.fromarray(np.full((64, 64), 20000, np.uint16)).save(buf, format="PNG")
-    rgb, _ = decode_upload(buf.getvalue())  # the decoder used when serving is not installed
+    rgb, _ = decode_upload(buf.getvalue())  # the decoder of every tracking upload
     assert (rgb == 78).all()
     h, _, ser = _setup(client, tracker)
     r = _upload(client, h, ser, buf.getvalue(), name="g16.png")

@@ -71,7 +71,7 @@ def test_track_cli_bad_input_is_a_clear_error(tmp_path):
 def test_track_trend_finds_the_trend_model_from_any_folder(tmp_path, monkeypatch):
     from pathlib import Path
 
-    from dermsight.track.cli import _tracker
+    from dermsight.cli_track import _tracker
     from dermsight.track.trend import ENV_TREND_DIR, MODEL_FILE, default_trend_dir
 
     monkeypatch.delenv(ENV_TREND_DIR, raising=False)

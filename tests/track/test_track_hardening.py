@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from trackhelpers import photo_bytes
 
-from dermsight.track.api import create_track_app
+from dermsight.serve.api.app import create_track_app
 from dermsight.track.service import Tracker
 
 SECRET = "Zqxj-Wvuk-Label"

@@ -86,7 +86,7 @@ def test_trend_net_learns_exports_and_runs_without_torch(tmp_path):
             "r = m.predict_series(np.zeros((2, 6), np.float32), "
             "[{'severity': 1.0}, {'severity': 2.0}], [0.0, 10.0]); "
             "assert r['label'] in m.classes and 'torch' not in sys.modules, sys.modules.keys(); "
-            "import dermsight.track.api, dermsight.track.service; "
+            "import dermsight.serve.api.routers.track, dermsight.track.service; "
             "assert 'torch' not in sys.modules; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

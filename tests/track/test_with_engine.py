@@ -110,12 +110,12 @@ class _Routed:
 
 
 def test_tracking_refuses_non_skin_and_keeps_one_kind_per_series(tracker):
-    from dermsight.track.service import TrackError
+    from dermsight.errors import ApiError
 
     key = tracker.authenticate(tracker.create_key("k"))
     subject = tracker.create_subject(key, "")["id"]
     series = tracker.create_series(key, subject, "arm", None, "lesion")["id"]
-    with pytest.raises(TrackError, match="'cat.jpg' was not stored: This doesn't look") as err:
+    with pytest.raises(ApiError, match="'cat.jpg' was not stored: This doesn't look") as err:
         tracker.add_photo(key, series, photo_bytes(0), filename="cat.jpg",
                           engine=_Routed("not_skin"))
     assert err.value.status == 422 and err.value.code == "not_skin"
@@ -124,7 +124,7 @@ def test_tracking_refuses_non_skin_and_keeps_one_kind_per_series(tracker):
     assert first["prediction"]["photo_type"] == "clinical"
     assert first["prediction"]["model"] == "clinical-model"
     assert first["prediction"]["model_id"] == "clinical-id"
-    with pytest.raises(TrackError, match="holds clinical photos and this one was read as "
+    with pytest.raises(ApiError, match="holds clinical photos and this one was read as "
                        "dermoscopy") as err:
         tracker.add_photo(key, series, photo_bytes(2), engine=_Routed("dermoscopy"))
     assert err.value.status == 409

@@ -26,6 +26,7 @@ import pandas as pd
 
 from dermsight.errors import ConfigError, DataError
 from dermsight.evaluate.fairness import ita_groups
+from dermsight.features.skintone import fitzpatrick_group
 
 #: Columns :func:`add_group_columns` provides (where the data allows), in report order.
 GROUP_COLUMNS = ("tone_bucket", "ita_category", "fitzpatrick_group", "monk", "sex", "age_group")
@@ -201,13 +202,6 @@ def measure_frame(frame: pd.DataFrame, run_config=None, *, workers: int = 1,
     return keep, excluded
 
 
-def _fitzpatrick_group(v) -> str | None:
-    if pd.isna(v):
-        return None
-    v = int(v)
-    return {1: "1-2", 2: "1-2", 3: "3-4", 4: "3-4", 5: "5-6", 6: "5-6"}.get(v)
-
-
 def _age_band(v) -> str | None:
     if pd.isna(v):
         return None
@@ -230,7 +224,7 @@ def add_group_columns(frame: pd.DataFrame) -> pd.DataFrame:
         out[col] = [h if isinstance(h, str) and h else c for h, c in zip(have, computed)]
     fitz = out["fitzpatrick"] if "fitzpatrick" in out.columns else pd.Series(pd.NA,
                                                                                index=out.index)
-    out["fitzpatrick_group"] = [_fitzpatrick_group(v) for v in fitz]
+    out["fitzpatrick_group"] = [fitzpatrick_group(v) for v in fitz]
     age = pd.to_numeric(out["age"], errors="coerce") if "age" in out.columns else \
         pd.Series(np.nan, index=out.index)
     given = out["age_group"].astype(object) if "age_group" in out.columns else \

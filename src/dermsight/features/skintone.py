@@ -164,6 +164,20 @@ def tone_bucket(ita: float) -> str:
     return TONE_BUCKETS[ita_category(ita)]
 
 
+#: Fitzpatrick skin types in the three pairs the fairness reports and tracking group by
+FITZPATRICK_GROUPS = {1: "1-2", 2: "1-2", 3: "3-4", 4: "3-4", 5: "5-6", 6: "5-6"}
+
+
+def fitzpatrick_group(scale) -> str | None:
+    """A Fitzpatrick type 1–6 (a dataset's label) → its group "1-2", "3-4" or "5-6"; None when
+    the type is missing (None, NaN, ``pd.NA``) or outside 1–6."""
+    try:
+        value = float(scale)
+    except (TypeError, ValueError):
+        return None
+    return FITZPATRICK_GROUPS.get(int(value)) if np.isfinite(value) else None
+
+
 _MONK_LAB = rgb_to_lab(MONK_SRGB)
 
 

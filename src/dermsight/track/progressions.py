@@ -15,6 +15,7 @@ progressively and every visit is re-photographed under a different camera:
   zoom, so the rotated frame never shows invented borders), translation (±5 %),
   occasional blur, sensor noise and JPEG re-compression; gaps of 3–45 days.
 
+The photos and masks are read through :mod:`dermsight.sources` and :mod:`dermsight.imaging`.
 The lesion region is the dataset's mask for HAM10000 (``masks/<id>_segmentation.png``,
 thresholded at 128) and, for Fitzpatrick17k (no masks), a **centred ellipse** covering the
 central ~30 % of the frame (:func:`central_ellipse`): clinical photos are framed on the
@@ -32,7 +33,10 @@ import numpy as np
 import pandas as pd
 
 from dermsight.errors import DataError
-from dermsight.imaging import downscale
+from dermsight.features.skintone import fitzpatrick_group
+from dermsight.imaging import DEFAULT_MAX_PIXELS, ImageRejected, decode_image, downscale, load_mask
+from dermsight.io import exists, read_bytes
+from dermsight.sources import create_source
 
 LABELS = ("improved", "stable", "worsened")
 
@@ -63,11 +67,11 @@ class Progression:
 
 # ---- loading -------------------------------------------------------------------------------
 
-def _read_rgb(path: Path, max_side: int | None = None) -> np.ndarray:
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise DataError(f"cannot read image '{path}'")
-    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+def _read_rgb(uri: str, max_side: int | None = None) -> np.ndarray:
+    try:
+        rgb, _ = decode_image(read_bytes(uri), max_pixels=DEFAULT_MAX_PIXELS)
+    except (OSError, ImageRejected) as exc:
+        raise DataError(f"cannot read image '{uri}': {exc}") from None
     return downscale(rgb, max_side) if max_side else rgb
 
 
@@ -80,53 +84,43 @@ def central_ellipse(h: int, w: int, frac: float = 0.3) -> np.ndarray:
 
 
 def load_ham10000(root: str | Path, n: int | None = None, seed: int = 0) -> list[LesionImage]:
-    """One image per lesion (the first by image_id), with its mask; ``n`` lesions at random."""
-    root = Path(root)
-    meta_path = root / "metadata.csv"
-    if not meta_path.exists():
-        raise DataError(f"ham10000: '{meta_path}' not found")
-    meta = pd.read_csv(meta_path).sort_values("image_id").drop_duplicates("lesion_id")
+    """One image per lesion (the first by image_id), with its mask; ``n`` lesions at random.
+    Rows come from the ``ham10000`` source (:mod:`dermsight.sources.ham10000`)."""
+    meta = create_source("ham10000", str(root)).load()
+    meta = meta.sort_values("image_id").drop_duplicates("group_id")
     if n is not None and n < len(meta):
         meta = meta.sample(n=n, random_state=seed)
     out = []
     for row in meta.itertuples():
-        mpath = root / "masks" / f"{row.image_id}_segmentation.png"
-        m = cv2.imread(str(mpath), cv2.IMREAD_GRAYSCALE)
-        if m is None:
+        if pd.isna(row.mask_uri) or not exists(row.mask_uri):
             continue
-        rgb = _read_rgb(root / "images" / f"{row.image_id}.jpg")
-        mask = cv2.resize(m, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_NEAREST) >= 128
-        if mask.mean() < 0.01:
+        rgb = _read_rgb(row.image_uri)
+        mask = load_mask(row.mask_uri, rgb.shape[:2])
+        if mask is None or mask.mean() < 0.01:
             continue
-        out.append(LesionImage(row.image_id, str(row.lesion_id), rgb, mask, "ham10000"))
+        out.append(LesionImage(row.image_id, str(row.group_id), rgb, mask, "ham10000"))
     return out
-
-
-def fitzpatrick_group(scale: int) -> str | None:
-    return {1: "1-2", 2: "1-2", 3: "3-4", 4: "3-4", 5: "5-6", 6: "5-6"}.get(int(scale))
 
 
 def load_fitzpatrick17k(root: str | Path, n_per_group: int | None = None, seed: int = 0,
                         max_side: int = 256) -> list[LesionImage]:
-    """Images with a known Fitzpatrick type, ``n_per_group`` per group 1-2 / 3-4 / 5-6."""
-    root = Path(root)
-    meta_path = root / "metadata.csv"
-    if not meta_path.exists():
-        raise DataError(f"fitzpatrick17k: '{meta_path}' not found")
-    meta = pd.read_csv(meta_path)
-    meta = meta[meta["fitzpatrick_scale"].between(1, 6)].copy()
-    meta["tone"] = meta["fitzpatrick_scale"].map(fitzpatrick_group)
+    """Images with a known Fitzpatrick type, ``n_per_group`` per group 1-2 / 3-4 / 5-6
+    (:func:`~dermsight.features.skintone.fitzpatrick_group`). Rows come from the
+    ``fitzpatrick17k`` source (:mod:`dermsight.sources.fitzpatrick17k`)."""
+    meta = create_source("fitzpatrick17k", str(root)).load()
+    meta = meta[meta["fitzpatrick"].notna()].copy()
+    meta["tone"] = [fitzpatrick_group(v) for v in meta["fitzpatrick"]]
     if n_per_group is not None:
         meta = pd.concat([d.sample(n=min(n_per_group, len(d)), random_state=seed)
                           for _, d in meta.groupby("tone")])
     out = []
-    for row in meta.sort_values("md5hash").itertuples():
-        path = root / "images" / f"{row.md5hash}.jpg"
-        if not path.exists():
+    for row in meta.sort_values("image_id").itertuples():
+        if not exists(row.image_uri):
             continue
-        rgb = _read_rgb(path, max_side)
+        rgb = _read_rgb(row.image_uri, max_side)
         mask = central_ellipse(*rgb.shape[:2])
-        out.append(LesionImage(row.md5hash, row.md5hash, rgb, mask, "fitzpatrick17k", row.tone))
+        out.append(LesionImage(row.image_id, row.image_id, rgb, mask, "fitzpatrick17k",
+                               row.tone))
     return out
 
 

@@ -2,39 +2,38 @@
 
 :class:`Tracker` owns the database engine, the image store, the optional inference engine and
 the optional trend model. Every method takes the caller's API key id and raises
-:class:`TrackError` (with an HTTP status and a stable code) when the subject or series is
-unknown (404) or belongs to another key (403), when input is bad (400 / 422) or when the same
-photo is already in the series (409). A failing call changes nothing.
+:class:`~dermsight.errors.ApiError` (the serving app's error: an HTTP status, a stable code and
+the field) when the subject or series is unknown (404) or belongs to another key (403), when
+input is bad (400 / 422) or when the same photo is already in the series (409). A failing call
+changes nothing.
 
-Upload (:meth:`Tracker.add_photo`): decode (EXIF orientation applied) → pixel hash, early
-duplicate check → face crop / quality / skin tone / lesion measurements / prediction (outside
-any transaction) → in one transaction: insert the row (the unique constraint on
-``(series_id, pixel_sha256)`` settles races), write the EXIF-free file (temp + rename), commit.
-If the commit fails the file is removed unless another row uses it; a crash between the file
-write and the commit leaves an unreferenced file that :meth:`Tracker.reconcile` (run at
-start-up) removes, so rows = files after every restart.
+Upload (:meth:`Tracker.add_photo`): decode (:mod:`dermsight.track.upload`: serving's limits and
+decoder, EXIF orientation applied) → pixel hash, early duplicate check → face crop / quality /
+skin tone / lesion measurements / prediction (outside any transaction) → in one transaction:
+insert the row (the unique constraint on ``(series_id, pixel_sha256)`` settles races), write the
+EXIF-free file (temp + rename), commit. If the commit fails the file is removed unless another
+row uses it; a crash between the file write and the commit leaves an unreferenced file that
+:meth:`Tracker.reconcile` (run at start-up) removes, so rows = files after every restart.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dermsight import DISCLAIMER
-from dermsight.errors import DataError, DermsightError
+from dermsight.errors import ApiError
 from dermsight.features.skintone import compute_skin_tone
-from dermsight.imaging import downscale, to_rgb
+from dermsight.imaging import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES, downscale
 from dermsight.track import db
 from dermsight.track.align import prepare_photo
 from dermsight.track.lesion import measure_lesion
@@ -46,135 +45,13 @@ from dermsight.track.trend import (
     default_trend_dir,
     spot_mismatches,
 )
+from dermsight.track.upload import decode_upload, parse_taken_at, utc
 
 log = logging.getLogger("dermsight.track")
 
-#: Upload limits of the CLI and of :meth:`Tracker.add_photo` by default; the serving app passes
-#: its own (``--max-upload-mb``, ``max_pixels``).
-MAX_PIXELS = 40_000_000
-MAX_BYTES = 25 * 1024 * 1024
 SERIES_KINDS = ("lesion", "face", "body_site")
-EXIF_DATETIME_ORIGINAL = 36867
-EXIF_IFD = 0x8769
-
-
-class TrackError(DermsightError):
-    """An error with an HTTP status, a stable code and the field at fault."""
-
-    def __init__(self, status: int, code: str, message: str, field: str | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.field = status, code, message, field
-
-    def body(self) -> dict:
-        return {"error": {"code": self.code, "message": self.message, "field": self.field}}
-
-
-def _utc(dt: datetime | None) -> datetime | None:
-    if dt is None:
-        return None
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-
-
-def parse_taken_at(value: str | None) -> datetime | None:
-    """ISO 8601 (``2026-03-01``, ``2026-03-01T10:00:00+02:00``, ``…Z``) → aware UTC datetime.
-
-    Naive times are taken as UTC. Raises TrackError(422) naming ``taken_at`` otherwise, or when
-    the time is more than a day in the future or before 1900.
-    """
-    if value is None or str(value).strip() == "":
-        return None
-    text = str(value).strip()
-    try:
-        dt = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
-    except ValueError:
-        raise TrackError(422, "invalid_timestamp",
-                         f"taken_at '{text}' is not an ISO 8601 date/time "
-                         "(e.g. 2026-03-01T10:00:00Z)", "taken_at") from None
-    dt = _utc(dt)
-    if dt > datetime.now(UTC) + timedelta(days=1):
-        raise TrackError(422, "invalid_timestamp", f"taken_at '{text}' is in the future",
-                         "taken_at")
-    if dt.year < 1900:
-        raise TrackError(422, "invalid_timestamp", f"taken_at '{text}' is before 1900",
-                         "taken_at")
-    return dt
-
-
-def _check_header(data: bytes, name: str, max_bytes: int,
-                  max_pixels: int) -> datetime | None:
-    """Size checks from the bytes and the image header (nothing is decoded); returns the EXIF
-    capture time (DateTimeOriginal) or None."""
-    if not data:
-        raise TrackError(422, "empty_file", f"'{name}' is empty (0 bytes)", "file")
-    if len(data) > max_bytes:
-        raise TrackError(413, "file_too_large",
-                         f"'{name}' is {len(data)} bytes; the limit is {max_bytes}", "file")
-    taken = None
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            if im.width * im.height > max_pixels:
-                raise TrackError(413, "image_too_large",
-                                 f"'{name}' has {im.width}×{im.height} pixels; the limit is "
-                                 f"{max_pixels}", "file")
-            try:
-                raw = im.getexif().get_ifd(EXIF_IFD).get(EXIF_DATETIME_ORIGINAL)
-                if raw:
-                    taken = datetime.strptime(str(raw).strip("\x00 "), "%Y:%m:%d %H:%M:%S")
-                    taken = taken.replace(tzinfo=UTC)
-            except (ValueError, TypeError, KeyError, OSError):
-                taken = None
-    except TrackError:
-        raise
-    except UnidentifiedImageError:  # its message shows the upload's buffer object, not a reason
-        raise TrackError(422, "invalid_image",
-                         f"'{name}' is not a readable image (not a format this server reads)",
-                         "file") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise TrackError(422, "invalid_image", f"'{name}' is not a readable image: {exc}",
-                         "file") from None
-    return taken
-
-
-def _check_size(rgb: np.ndarray, name: str) -> None:
-    if min(rgb.shape[:2]) < 32:
-        raise TrackError(422, "invalid_image",
-                         f"'{name}' is {rgb.shape[1]}×{rgb.shape[0]} pixels; at least 32 a side",
-                         "file")
-
-
-def decode_upload(data: bytes, name: str = "upload", *, max_bytes: int = MAX_BYTES,
-                  max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, datetime | None]:
-    """(RGB uint8 with EXIF orientation applied, EXIF DateTimeOriginal or None); any colour mode
-    decodes as :func:`dermsight.imaging.to_rgb` says."""
-    taken = _check_header(data, name, max_bytes, max_pixels)
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            rgb = to_rgb(ImageOps.exif_transpose(im))  # 16-bit grey, alpha: as serving
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
-            Image.DecompressionBombError) as exc:
-        raise TrackError(422, "invalid_image", f"'{name}' is not a readable image: {exc}",
-                         "file") from None
-    _check_size(rgb, name)
-    return rgb, taken
-
-
-def _decode(data: bytes, name: str, max_bytes: int = MAX_BYTES,
-            max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, datetime | None]:
-    """Decode with the serving decoder when it is installed (the same limits as /v1/predict),
-    else with :func:`decode_upload`; the EXIF capture time is read from the header either way.
-    The image is decoded once."""
-    try:
-        from dermsight.imaging import decode_rgb as decode_image
-    except ImportError:
-        return decode_upload(data, name, max_bytes=max_bytes, max_pixels=max_pixels)
-    taken = _check_header(data, name, max_bytes, max_pixels)
-    try:
-        rgb = decode_image(data, max_pixels=max_pixels, name=name)
-    except DataError as exc:
-        raise TrackError(422, "invalid_image", str(exc), "file") from None
-    _check_size(rgb, name)
-    return rgb, taken
+#: the header a 401 answer carries: how to authenticate
+KEY_CHALLENGE = {"WWW-Authenticate": "X-API-Key"}
 
 
 class Tracker:
@@ -255,14 +132,15 @@ class Tracker:
             return db.create_key(s, name)
 
     def authenticate(self, token: str | None) -> str:
-        """The key id of ``token``; TrackError 401 when missing or invalid."""
+        """The key id of ``token``; ApiError 401 when missing or invalid."""
         if not token:
-            raise TrackError(401, "missing_api_key", "missing API key: send it in the "
-                             "X-API-Key header", "X-API-Key")
+            raise ApiError(401, "missing_api_key", "missing API key: send it in the "
+                           "X-API-Key header", "X-API-Key", headers=KEY_CHALLENGE)
         with self.Session() as s:
             key = db.verify_key(s, token)
         if key is None:
-            raise TrackError(401, "invalid_api_key", "invalid or revoked API key", "X-API-Key")
+            raise ApiError(401, "invalid_api_key", "invalid or revoked API key", "X-API-Key",
+                           headers=KEY_CHALLENGE)
         return key.id
 
     # ---- ownership --------------------------------------------------------------------------
@@ -270,22 +148,22 @@ class Tracker:
     def _subject(s: Session, key_id: str, subject_id: str) -> db.Subject:
         subj = s.get(db.Subject, subject_id)
         if subj is None:
-            raise TrackError(404, "subject_not_found", f"subject '{subject_id}' not found",
-                             "subject_id")
+            raise ApiError(404, "subject_not_found", f"subject '{subject_id}' not found",
+                           "subject_id")
         if subj.key_id != key_id:
-            raise TrackError(403, "forbidden",
-                             f"subject '{subject_id}' belongs to another API key", "subject_id")
+            raise ApiError(403, "forbidden",
+                           f"subject '{subject_id}' belongs to another API key", "subject_id")
         return subj
 
     @staticmethod
     def _series(s: Session, key_id: str, series_id: str) -> db.Series:
         ser = s.get(db.Series, series_id)
         if ser is None:
-            raise TrackError(404, "series_not_found", f"series '{series_id}' not found",
-                             "series_id")
+            raise ApiError(404, "series_not_found", f"series '{series_id}' not found",
+                           "series_id")
         if ser.subject.key_id != key_id:
-            raise TrackError(403, "forbidden",
-                             f"series '{series_id}' belongs to another API key", "series_id")
+            raise ApiError(403, "forbidden",
+                           f"series '{series_id}' belongs to another API key", "series_id")
         return ser
 
     # ---- subjects and series ----------------------------------------------------------------
@@ -310,8 +188,8 @@ class Tracker:
     def create_series(self, key_id: str, subject_id: str, name: str = "",
                       body_site: str | None = None, kind: str = "lesion") -> dict:
         if kind not in SERIES_KINDS:
-            raise TrackError(422, "invalid_kind", f"kind must be one of {SERIES_KINDS}, "
-                             f"got '{kind}'", "kind")
+            raise ApiError(422, "invalid_kind", f"kind must be one of {SERIES_KINDS}, "
+                           f"got '{kind}'", "kind")
         with self.Session.begin() as s:
             self._subject(s, key_id, subject_id)
             ser = db.Series(subject_id=subject_id, name=name, body_site=body_site, kind=kind)
@@ -346,8 +224,8 @@ class Tracker:
     # ---- photos -----------------------------------------------------------------------------
     def add_photo(self, key_id: str, series_id: str, data: bytes, *,
                   taken_at: str | datetime | None = None, filename: str = "upload",
-                  engine: Any = None, max_bytes: int = MAX_BYTES,
-                  max_pixels: int = MAX_PIXELS, photo_type: str | None = None) -> dict:
+                  engine: Any = None, max_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+                  max_pixels: int = DEFAULT_MAX_PIXELS, photo_type: str | None = None) -> dict:
         """Store one photo in a series (see the module docstring); ``engine`` overrides the
         tracker's inference engine for this call; ``max_bytes`` and ``max_pixels`` bound the
         upload (the serving app passes its own limits).
@@ -359,11 +237,11 @@ class Tracker:
         when = taken_at if isinstance(taken_at, datetime) else parse_taken_at(taken_at)
         with self.Session() as s:  # ownership first: a stranger learns nothing from the image
             kind = self._series(s, key_id, series_id).kind
-        rgb, exif_time = _decode(data, filename, max_bytes, max_pixels)
+        rgb, exif_time = decode_upload(data, filename, max_bytes=max_bytes, max_pixels=max_pixels)
         phash = pixel_sha256(rgb)
         with self.Session() as s:
             self._check_duplicate(s, series_id, phash)
-        when = _utc(when or exif_time or db.utcnow())
+        when = utc(when or exif_time or db.utcnow())
         analysis = self.analyse(rgb, kind, engine if engine is not None else self.engine,
                                 photo_type=photo_type, filename=filename)
         self._check_photo_type(series_id, analysis)
@@ -380,9 +258,9 @@ class Tracker:
                 try:
                     s.flush()
                 except IntegrityError:
-                    raise TrackError(409, "duplicate_photo",
-                                     f"this photo ('{filename}') is already in series "
-                                     f"'{series_id}'", "file") from None
+                    raise ApiError(409, "duplicate_photo",
+                                   f"this photo ('{filename}') is already in series "
+                                   f"'{series_id}'", "file") from None
                 uri, sha, created = self.store.put(clean)
                 photo.content_sha256, photo.storage_uri = sha, uri
                 s.flush()
@@ -397,8 +275,8 @@ class Tracker:
         dup = s.scalar(select(db.Photo.id).where(db.Photo.series_id == series_id,
                                                  db.Photo.pixel_sha256 == phash))
         if dup is not None:
-            raise TrackError(409, "duplicate_photo", f"this photo is already in series "
-                             f"'{series_id}' (photo '{dup}')", "file")
+            raise ApiError(409, "duplicate_photo", f"this photo is already in series "
+                           f"'{series_id}' (photo '{dup}')", "file")
 
     def _check_photo_type(self, series_id: str, analysis: dict) -> None:
         """A series keeps the kind of photo (dermoscopy / clinical) of its first routed photo."""
@@ -410,17 +288,17 @@ class Tracker:
                 db.Photo.series_id == series_id)).all()
         kinds = {json.loads(p).get("photo_type") for p in stored if p} - {None}
         if kinds and new not in kinds:
-            raise TrackError(409, "photo_type_mismatch",
-                             f"series '{series_id}' holds {', '.join(sorted(kinds))} photos and "
-                             f"this one was read as {new}: start a new series for it, or send "
-                             f"photo_type={sorted(kinds)[0]} if it was misjudged", "file")
+            raise ApiError(409, "photo_type_mismatch",
+                           f"series '{series_id}' holds {', '.join(sorted(kinds))} photos and "
+                           f"this one was read as {new}: start a new series for it, or send "
+                           f"photo_type={sorted(kinds)[0]} if it was misjudged", "file")
 
     def analyse(self, rgb: np.ndarray, kind: str, engine: Any = None, *,
                 photo_type: str | None = None, filename: str = "upload") -> dict:
         """Row fields from the photo: quality/flag, tone, lesion measures, prediction.
 
         Raises:
-            TrackError: 422 ``not_skin`` when a routed engine refuses the photo."""
+            ApiError: 422 ``not_skin`` when a routed engine refuses the photo."""
         prep = prepare_photo(rgb, kind)
         img = prep.rgb
         small = downscale(img, 512)
@@ -441,10 +319,10 @@ class Tracker:
                 pred = engine.predict([img], top_k=3,
                                       **({"photo_types": photo_type} if routed else {}))[0]
             except ValueError as exc:  # an unknown forced kind
-                raise TrackError(422, "invalid_option", str(exc), "photo_type") from None
+                raise ApiError(422, "invalid_option", str(exc), "photo_type") from None
             if getattr(pred, "refused", False):
-                raise TrackError(422, "not_skin", f"'{filename}' was not stored: {pred.message}",
-                                 "file")
+                raise ApiError(422, "not_skin", f"'{filename}' was not stored: {pred.message}",
+                               "file")
             d = pred.to_dict() if hasattr(pred, "to_dict") else dict(pred)
             d.pop("embedding", None)
             # whose embedding space this is (a routed engine names the model that answered)
@@ -461,8 +339,8 @@ class Tracker:
         with self.Session() as s:
             photo = s.get(db.Photo, photo_id)
             if photo is None:
-                raise TrackError(404, "photo_not_found", f"photo '{photo_id}' not found",
-                                 "photo_id")
+                raise ApiError(404, "photo_not_found", f"photo '{photo_id}' not found",
+                               "photo_id")
             self._series(s, key_id, photo.series_id)
             uri = photo.storage_uri
         return self.store.read(uri)
@@ -504,15 +382,15 @@ class Tracker:
             for m in mismatches:
                 a, b = used[m["index"] - 1], used[m["index"]]
                 m.update(photo_ids=[a.id, b.id],
-                         taken_at=[_utc(a.taken_at).isoformat(), _utc(b.taken_at).isoformat()])
+                         taken_at=[utc(a.taken_at).isoformat(), utc(b.taken_at).isoformat()])
             when = "; ".join(" and ".join(t[:10] for t in m["taken_at"]) for m in mismatches)
             out.update(trend=None, baseline=None, mismatches=mismatches,
                        message=f"the photos do not look like the same spot (taken {when}): "
                                "no trend is given. Keep one lesion or area per series: photos "
                                "of another spot belong in a series of their own.")
             return out
-        t0 = _utc(used[0].taken_at)
-        days = [(_utc(p.taken_at) - t0).total_seconds() / 86400.0 for p in used]
+        t0 = utc(used[0].taken_at)
+        days = [(utc(p.taken_at) - t0).total_seconds() / 86400.0 for p in used]
         baseline = (self.trend_model.baseline if self.trend_model is not None
                     else SeverityBaseline())
         score = SeverityBaseline.score(lesions)
@@ -563,14 +441,14 @@ class Tracker:
     @staticmethod
     def _subject_dict(subj: db.Subject, series: list[db.Series]) -> dict:
         return {"id": subj.id, "label": subj.label,
-                "created_at": _utc(subj.created_at).isoformat(),
+                "created_at": utc(subj.created_at).isoformat(),
                 "series": [Tracker._series_dict(x, None) for x in series]}
 
     @staticmethod
     def _series_dict(ser: db.Series, n_photos: int | None) -> dict:
         d = {"id": ser.id, "subject_id": ser.subject_id, "name": ser.name,
              "body_site": ser.body_site, "kind": ser.kind,
-             "created_at": _utc(ser.created_at).isoformat()}
+             "created_at": utc(ser.created_at).isoformat()}
         if n_photos is not None:
             d["n_photos"] = n_photos
         return d
@@ -581,8 +459,8 @@ class Tracker:
             return json.loads(x) if x else None
 
         return {"id": p.id, "series_id": p.series_id,
-                "taken_at": _utc(p.taken_at).isoformat(),
-                "uploaded_at": _utc(p.uploaded_at).isoformat() if p.uploaded_at else None,
+                "taken_at": utc(p.taken_at).isoformat(),
+                "uploaded_at": utc(p.uploaded_at).isoformat() if p.uploaded_at else None,
                 "content_sha256": p.content_sha256, "width": p.width, "height": p.height,
                 "prediction": load(p.prediction_json), "quality": load(p.quality_json),
                 "tone": load(p.tone_json), "lesion": load(p.lesion_json),
@@ -590,4 +468,4 @@ class Tracker:
                 "flagged": p.flagged, "flag_reason": p.flag_reason}
 
 
-__all__ = ["DataError", "TrackError", "Tracker", "decode_upload", "parse_taken_at"]
+__all__ = ["Tracker"]

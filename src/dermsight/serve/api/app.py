@@ -1,13 +1,14 @@
 """The FastAPI application: routers, limits, error handlers, the web app, extension hooks.
 
-Extension point (lesion tracking, or anything else with its own routes): pass routers in
-``create_app(..., extra_routers=[router, ...])``, or set ``ServeSettings.track_database_url``,
-which mounts ``dermsight.track.api.build_router(track_database_url)`` (that function must take
-the database URL and return a ``fastapi.APIRouter``; its routes keep their own prefixes). The
-routers share this app's error format, body limits, security headers and ``app.state.dermsight``
-(a :class:`~dermsight.serve.api.dependencies.ServeState` holding the engine, the inference pool
-and the pixel budget: ``await state.run(fn, pixels=n)`` runs blocking work in it). Routes not
-listed in :func:`body_limits` take JSON bodies of at most ``settings.max_json_kb``.
+Routers: health, model and predict, and lesion tracking
+(:mod:`dermsight.serve.api.routers.track`) when ``ServeSettings.track_database_url`` is set;
+:func:`create_track_app` serves the tracking routers alone. Extension point (anything else with
+its own routes): pass routers in ``create_app(..., extra_routers=[router, ...])``; their routes
+keep their own prefixes. The routers share this app's error format, body limits, security
+headers and ``app.state.dermsight`` (a :class:`~dermsight.serve.api.dependencies.ServeState`
+holding the engine, the inference pool and the pixel budget: ``await state.run(fn, pixels=n)``
+runs blocking work in it). Routes not listed in :func:`body_limits` take JSON bodies of at most
+``settings.max_json_kb``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from dermsight.serve.api.settings import ServeSettings
 
 if TYPE_CHECKING:
     from dermsight.serve.engine import Engine
+    from dermsight.track.service import Tracker
 
 log = logging.getLogger("dermsight.serve")
 
@@ -103,10 +105,10 @@ def create_app(engine: Engine | None = None, settings: ServeSettings | None = No
     app.include_router(predict.router, prefix=API_PREFIX)
     upload_paths: list[str] = []
     if settings.track_database_url:
-        from dermsight.track.api import UPLOAD_PATHS, build_router  # tracking (optional)
+        from dermsight.serve.api.routers import track  # needs the tracking extras (SQLAlchemy)
 
-        app.include_router(build_router(settings.track_database_url))
-        upload_paths += UPLOAD_PATHS
+        app.include_router(track.build_router(settings.track_database_url))
+        upload_paths += track.UPLOAD_PATHS
     for router in extra_routers:
         app.include_router(router)
     if settings.web:
@@ -144,6 +146,23 @@ def install_guards(app: FastAPI, settings: ServeSettings, limits: Sequence[BodyL
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                            allow_methods=METHODS, allow_headers=["*"])
     app.add_middleware(SecurityHeadersMiddleware, docs_paths=(DOCS_URL, REDOC_URL))
+
+
+def create_track_app(tracker: Tracker, settings: ServeSettings | None = None) -> FastAPI:
+    """An app with the tracking routers alone (tests, ``dermsight track serve``), with every
+    guard of :func:`create_app`: error format, body limits, pixel budget, inference pool,
+    security headers and local API docs (``settings``: :class:`ServeSettings` defaults, without
+    the web app, when None)."""
+    from dermsight.serve.api.routers import track
+
+    settings = settings or ServeSettings(web=False)
+    app = FastAPI(title="dermsight track", version="1", docs_url=None, redoc_url=None)
+    app.state.dermsight = ServeState(settings=settings)
+    install_error_handlers(app)
+    app.include_router(track.build_router(tracker))
+    install_guards(app, settings, body_limits(settings, track.UPLOAD_PATHS, predict=False))
+    app.state.tracker = tracker
+    return app
 
 
 def create_app_from_env() -> FastAPI:

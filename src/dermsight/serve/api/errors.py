@@ -1,6 +1,7 @@
 """Every error the API returns has one JSON shape: ``{"error": {"code", "message", "field"}}``.
 
-Handlers here turn :class:`ApiError`, dermsight's :class:`~dermsight.errors.DermsightError`,
+Handlers here turn :class:`~dermsight.errors.ApiError` (raised by the routers and by the tracking
+service), dermsight's :class:`~dermsight.errors.DermsightError`,
 FastAPI's request validation errors and HTTP errors into that shape. Unexpected exceptions
 become a 500 whose body says nothing about the request (and never echoes it).
 """
@@ -14,33 +15,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from dermsight.errors import ConfigError, DataError, DermsightError
+from dermsight.errors import ApiError, ConfigError, DataError, DermsightError
 
 log = logging.getLogger("dermsight.serve")
 
 
-class ApiError(Exception):
-    """An error with an HTTP status, a stable machine-readable code and the field at fault."""
-
-    def __init__(self, status: int, code: str, message: str, field: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.field = field
-        self.headers = headers
-
-    def body(self) -> dict:
-        return {"error": {"code": self.code, "message": self.message, "field": self.field}}
-
-    def response(self) -> JSONResponse:
-        return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
+def api_response(exc: ApiError) -> JSONResponse:
+    """The JSON answer to ``exc``: its body, status and headers."""
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None,
                    headers: dict[str, str] | None = None) -> JSONResponse:
-    return ApiError(status, code, message, field, headers).response()
+    return api_response(ApiError(status, code, message, field, headers))
 
 
 def image_error(exc: DataError, field: str) -> ApiError:
@@ -62,7 +49,7 @@ def _location(loc: tuple) -> str | None:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return exc.response()
+        return api_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

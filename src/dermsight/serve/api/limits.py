@@ -28,7 +28,8 @@ from functools import lru_cache
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dermsight.serve.api.errors import ApiError
+from dermsight.errors import ApiError
+from dermsight.serve.api.errors import api_response
 
 #: Seconds a client is told to wait when the pixel budget is spent.
 RETRY_AFTER_S = 2
@@ -152,7 +153,7 @@ class BodyLimitMiddleware:
 
     async def _send_error(self, scope: Scope, receive: Receive, send: Send,
                           err: ApiError) -> None:
-        response = err.response()
+        response = api_response(err)
         # Close the connection: the unread body must not be parsed as the next request.
         response.headers["connection"] = "close"
         await response(scope, receive, send)

@@ -14,10 +14,10 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dermsight.errors import ConfigError
+from dermsight.imaging import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_BYTES
 
 ENV_VAR = "DERMSIGHT_SERVE_SETTINGS"
 
-MB = 1024 * 1024
 #: Room for the multipart framing and the small form fields (top_k, metadata, ...).
 FORM_OVERHEAD = 64 * 1024
 
@@ -33,7 +33,8 @@ class ServeSettings(BaseModel):
     threads: int | None = Field(
         None, ge=1, description="onnxruntime intra-op threads per inference (None = its default).")
     max_upload_bytes: int = Field(
-        10 * MB, ge=1, description="Largest accepted image file, in bytes.")
+        DEFAULT_MAX_UPLOAD_BYTES, ge=1, description="Largest accepted image file, in bytes "
+        "(predictions and tracking uploads).")
     max_request_bytes: int | None = Field(
         None, ge=1, description="Largest accepted request body on any route; None = "
         "max_upload_bytes × max_batch_size + 64 KiB (the batch route's limit). Each route has "
@@ -42,7 +43,8 @@ class ServeSettings(BaseModel):
     max_json_kb: int = Field(
         64, ge=1, description="Largest JSON (or other non-upload) request body, in KiB.")
     max_pixels: int = Field(
-        40_000_000, ge=1, description="Largest decoded image (width × height): bomb guard.")
+        DEFAULT_MAX_PIXELS, ge=1, description="Largest decoded image (width × height): bomb "
+        "guard.")
     pixel_budget: int | None = Field(
         None, ge=1, description="Decoded pixels in flight at once across the process "
         "(predictions, batches and tracking uploads together); a request that would go over "
@@ -57,8 +59,9 @@ class ServeSettings(BaseModel):
         default_factory=list, description="Origins allowed by CORS; empty = CORS off.")
     web: bool = Field(True, description="Serve the web app at '/'.")
     track_database_url: str | None = Field(
-        None, description="When set, mount dermsight.track.api.build_router(url) (lesion "
-        "tracking); see dermsight.serve.api.app.create_app.")
+        None, description="When set, mount the tracking routes on this database "
+        "(dermsight.serve.api.routers.track.build_router(url)); see "
+        "dermsight.serve.api.app.create_app.")
 
     @model_validator(mode="after")
     def _check(self) -> ServeSettings:

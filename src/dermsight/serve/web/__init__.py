@@ -1,14 +1,15 @@
-"""The web app: one static page (HTML, CSS, vanilla JS; no build step, no CDN) served at '/'.
+"""The web pages (HTML, CSS, vanilla JS; no build step, no CDN): the web app at '/' and the
+tracking timeline at '/track/series/{id}'.
 
-It talks to the same API as any client (GET /v1/model, POST /v1/predict).
+They talk to the same API as any client (GET /v1/model, POST /v1/predict, /v1/track/...).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -28,3 +29,27 @@ def mount_web(app: FastAPI) -> None:
                                      "X-Content-Type-Options": "nosniff",
                                      "Referrer-Policy": "no-referrer",
                                      "Cache-Control": "no-cache"})
+
+
+def timeline_router() -> APIRouter:
+    """``/track/series/{series_id}``: the tracking timeline page and its script and styles
+    (``static/track/``), mounted with the tracking routes."""
+    router = APIRouter(tags=["track-web"])
+    html = (STATIC_DIR / "track" / "timeline.html").read_text(encoding="utf-8")
+    js = (STATIC_DIR / "track" / "timeline.js").read_text(encoding="utf-8")
+    css = (STATIC_DIR / "track" / "timeline.css").read_text(encoding="utf-8")
+
+    @router.get("/track/series/{series_id}", response_class=HTMLResponse,
+                include_in_schema=False)
+    def page(series_id: str):
+        return HTMLResponse(html)
+
+    @router.get("/track/static/timeline.js", include_in_schema=False)
+    def script():
+        return Response(js, media_type="text/javascript")
+
+    @router.get("/track/static/timeline.css", include_in_schema=False)
+    def stylesheet():
+        return Response(css, media_type="text/css")
+
+    return router

@@ -253,7 +253,7 @@ def serve(host: Annotated[str, typer.Option(help="Interface.")] = "127.0.0.1",
     """Serve the tracking API and timeline page alone (the main app serves them too)."""
     import uvicorn
 
-    from dermsight.track.api import create_track_app
+    from dermsight.serve.api.app import create_track_app
 
     try:
         t = _tracker(data_dir, db, store, trend=trend_model, model=model, engine=predict)
