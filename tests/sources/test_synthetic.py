@@ -192,7 +192,7 @@ def test_interrupted_generation_leaves_no_marker(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(synthetic, "_render_patient", boom)
+    monkeypatch.setattr(synthetic, "render_patient", boom)
     with pytest.raises(KeyboardInterrupt):
         generate(root, n_patients=11, size=32)
     assert not (root / "synthetic.json").exists()
