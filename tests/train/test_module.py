@@ -75,7 +75,7 @@ def test_channels_last_gives_the_same_outputs(net):
 def test_feature_cache_follows_the_training_precision(net):
     """Phase-A caching runs in the run's precision and memory format; features stay float32,
     the other batch entries pass through, and bf16 stays close to fp32."""
-    from dermsight.train.run import extract_features
+    from dermsight.train.feature_cache import extract_features
 
     torch.manual_seed(2)
     batches = [{"image": torch.randn(3, 3, 64, 64), "label": torch.tensor([0, 1, 2])}
