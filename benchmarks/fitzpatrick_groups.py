@@ -24,10 +24,9 @@ from dermsight.data.datamodule import ManifestDataModule
 from dermsight.data.metadata import MetadataEncoder
 from dermsight.data.preprocess import Preprocess
 from dermsight.evaluate.fairness import group_metrics
+from dermsight.features.skintone import FITZPATRICK_GROUPS as GROUPS
 from dermsight.models import create_model
 from dermsight.train.run import load_manifest, predict
-
-GROUPS = {1: "1-2", 2: "1-2", 3: "3-4", 4: "3-4", 5: "5-6", 6: "5-6"}
 
 
 def main() -> None:

@@ -25,10 +25,9 @@ import pandas as pd
 from dermsight import metrics
 from dermsight.config import load_config
 from dermsight.evaluate.fairness import bootstrap_ci
+from dermsight.features.skintone import FITZPATRICK_GROUPS as GROUPS
 from dermsight.io import atomic_write_text, read_csv
 from dermsight.sources import get_source
-
-GROUPS = {1: "1-2", 2: "1-2", 3: "3-4", 4: "3-4", 5: "5-6", 6: "5-6"}
 
 
 def level_maps(rows: pd.DataFrame, classes: list[str], synonyms: list[list[str]]) -> dict:
