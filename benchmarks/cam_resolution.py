@@ -4,10 +4,11 @@
 
 For each size (height x width) the run's own preprocessing is kept except its input size: the
 validation split is predicted once (fp32, no TTA), then `dermsight evaluate`'s Grad-CAM section
-(:func:`dermsight.evaluate.run.explain_sample`: the same 200 seeded photos, the predicted class,
-the last backbone block) is computed against the lesion masks. Printed per size: accuracy, the
-pointing game, the share of CAM energy inside the lesion and the mean offset of the CAM's centre
-of mass from the lesion's (rows down, columns right, in input pixels).
+(:func:`dermsight.evaluate.cam_sample.explain_sample`: the same 200 seeded photos, the
+predicted class, the last backbone block) is computed against the lesion masks. Printed per
+size: accuracy, the pointing game, the share of CAM energy inside the lesion and the mean
+offset of the CAM's centre of mass from the lesion's (rows down, columns right, in input
+pixels).
 
 The question it answers: is a run's weaker localisation a property of the weights, or of the
 size the maps are computed at (a coarser last feature map, or a width that is not a multiple of
@@ -24,7 +25,8 @@ from pathlib import Path
 import numpy as np
 from scipy.special import softmax
 
-from dermsight.evaluate.run import explain_sample, load_run_manifest, predict_logits
+from dermsight.evaluate.cam_sample import explain_sample
+from dermsight.evaluate.predict import load_run_manifest, predict_logits
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -25,7 +25,7 @@ import numpy as np
 from scipy.special import log_softmax
 
 from dermsight import metrics
-from dermsight.evaluate.run import load_run_manifest, predict_logits
+from dermsight.evaluate.predict import load_run_manifest, predict_logits
 
 TAUS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from dermsight import metrics
 from dermsight.data.dataset import ManifestDataset
 from dermsight.evaluate.fairness import paired_bootstrap_ci
-from dermsight.evaluate.run import load_run_manifest
+from dermsight.evaluate.predict import load_run_manifest
 from dermsight.train.module import tta_views
 
 MODES = {"none": 1, "hflip": 2, "flips": 4, "d4": 8}

@@ -23,7 +23,8 @@ def _data(n: int, seed: int):
 @pytest.mark.parametrize("mode", ["marginal", "class", "group"])
 def test_a_served_set_equals_the_evaluated_one(method, mode):
     from dermsight.evaluate.run import conformal_from_calibration, fit_calibration
-    from dermsight.export.model import _conformal_from_run
+    from dermsight.export.info import served_conformal
+    from dermsight.schemas import Calibration
 
     logits, y, groups = _data(600, 0)
     body, scaler, _ = fit_calibration(logits, y, classes=CLASSES, method=method, mode=mode,
@@ -32,7 +33,7 @@ def test_a_served_set_equals_the_evaluated_one(method, mode):
     probs = scaler.transform(test_logits)
     evaluated = conformal_from_calibration(body).predict_sets(
         probs, test_groups if mode == "group" else None)
-    exported = _conformal_from_run(body)  # what model.json holds
+    exported = served_conformal(Calibration.parse(body).conformal).dump()  # model.json's
     tones = [{"bucket": g} for g in test_groups]
     served = served_sets(probs, exported, CLASSES, tones)
     assert np.array_equal(served, evaluated)

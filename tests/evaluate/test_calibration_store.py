@@ -39,5 +39,7 @@ def test_calibration_json_round_trip(method, mode):
 def test_malformed_calibration_is_named():
     from dermsight.evaluate.run import conformal_from_calibration
 
-    with pytest.raises(ConfigError, match="calibration.json is incomplete"):
+    with pytest.raises(ConfigError, match="calibration.json: field 'format_version' is missing"):
         conformal_from_calibration({"temperature": 1.0})
+    with pytest.raises(ConfigError, match=r"field 'conformal': Field required.*--recalibrate"):
+        conformal_from_calibration({"format_version": 1, "classes": ["a"], "temperature": 1.0})

@@ -200,7 +200,7 @@ def test_bad_inputs_are_named(run_copy, tiny_run, tmp_path):
 def test_cross_fit_scores_every_row_out_of_sample_per_group():
     """Exchangeable synthetic data: cross-fitted group-conditional coverage lands on target in
     every group, and the figures are seeded."""
-    from dermsight.evaluate.run import _cross_fit
+    from dermsight.evaluate.store import cross_fit
 
     rng = np.random.default_rng(0)
     n, c = 1200, 4
@@ -210,21 +210,21 @@ def test_cross_fit_scores_every_row_out_of_sample_per_group():
     logits = rng.normal(0, 1, (n, c)) * noise + 2.0 * np.eye(c)[y]
     kw = dict(classes=[str(i) for i in range(c)], method="lac", coverage=0.9, seed=0,
               repeats=5)
-    out = _cross_fit(logits, y, groups, mode="group", **kw)
+    out = cross_fit(logits, y, groups, mode="group", **kw)
     assert out["repeats"] == 5 and set(out["by_group"]) == {"dark", "light", "medium"}
     for row in out["by_group"].values():
         assert abs(row["coverage"] - 0.9) < 0.03 and row["coverage_sd"] < 0.03
     assert out["by_group"]["dark"]["mean_set_size"] > out["by_group"]["light"]["mean_set_size"]
-    assert out == _cross_fit(logits, y, groups, mode="group", **kw)
+    assert out == cross_fit(logits, y, groups, mode="group", **kw)
     # marginal thresholds under-cover the harder group: what group mode is for
-    marginal = _cross_fit(logits, y, groups, mode="marginal", **kw)
+    marginal = cross_fit(logits, y, groups, mode="marginal", **kw)
     assert marginal["by_group"]["dark"]["coverage"] < out["by_group"]["dark"]["coverage"] - 0.02
 
 
 def test_overlap_with_train_splits_the_metrics_by_seen_lesions():
     """Rows whose lesion (group_id) or image is in the training split are counted and scored
     apart from the unseen ones."""
-    from dermsight.evaluate.run import _overlap_with_train
+    from dermsight.evaluate.sections import overlap_with_train
 
     rng = np.random.default_rng(0)
     n = 80
@@ -240,15 +240,15 @@ def test_overlap_with_train_splits_the_metrics_by_seen_lesions():
     probs = np.full((n, 3), 0.1)
     probs[np.arange(n), y] = 0.8                         # right everywhere ...
     probs[41:, :] = np.roll(probs[41:, :], 1, axis=1)    # ... except on the unseen rows
-    out = _overlap_with_train(frame, train, y, probs)
+    out = overlap_with_train(frame, train, y, probs)
     assert out["n_same_image"] == 1 and out["n_group_seen"] == 40  # img0 + les1..40 but les5
     assert out["share_seen"] == pytest.approx(40 / n)
     assert out["seen"]["n"] == 40 and out["seen"]["accuracy"] == 1.0
     assert out["unseen"]["n"] == 40 and out["unseen"]["accuracy"] == pytest.approx(1 / 40)
     # groups under min_n are not scored; no group column: only the image overlap
-    small = _overlap_with_train(frame.iloc[:45], train, y[:45], probs[:45])
+    small = overlap_with_train(frame.iloc[:45], train, y[:45], probs[:45])
     assert "unseen" not in small and small["seen"]["n"] == 40
-    bare = _overlap_with_train(frame[["image_id"]], train, y, probs)
+    bare = overlap_with_train(frame[["image_id"]], train, y, probs)
     assert bare["available"] is False and bare["n_same_image"] == 1
 
 

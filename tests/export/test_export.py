@@ -90,14 +90,35 @@ def test_class_gradients_are_the_exact_head_gradient(tiny_run, tiny_model):
 def test_calibration_json_is_carried_into_model_json(tiny_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
+    classes = load_run(run).classes
     (run / "calibration.json").write_text(json.dumps(
-        {"temperature": 2.0, "conformal": {"method": "aps", "alpha": 0.2, "threshold": 0.95}}))
+        {"format_version": 1, "classes": classes, "temperature": 2.0,
+         "conformal": {"method": "aps", "mode": "marginal", "target": 0.8, "alpha": 0.2,
+                       "qhat": 0.95, "thresholds": {}}}))
     result = export_model(run, tmp_path / "model", int8=False, parity_images=4)
     info = result.info
     assert info["temperature"] == 2.0
     assert info["conformal"]["method"] == "aps" and info["conformal"]["threshold"] == 0.95
     assert info["conformal"]["coverage"] == pytest.approx(0.8)
     assert not (tmp_path / "model" / "model.int8.onnx").exists()
+    assert json.loads((tmp_path / "model" / "model.json").read_text()) == info
+
+
+@pytest.mark.parametrize(("calibration", "field"), [
+    ({"temperature": 2.0, "conformal": {"method": "aps", "alpha": 0.2, "threshold": 0.95}},
+     "format_version"),                                  # written before calibration.json had one
+    ({"format_version": 7}, "format_version"),           # from a newer dermsight
+    ({"format_version": 1, "classes": ["a"], "temperature": 1.0,
+      "conformal": {"method": "lac", "mode": "marginal", "target": 0.9, "alpha": 0.1,
+                    "threshold": 0.5}}, "conformal.qhat"),  # an old spelling of the threshold
+])
+def test_an_old_or_broken_calibration_json_names_the_file_and_field(tiny_run, tmp_path,
+                                                                     calibration, field):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "calibration.json").write_text(json.dumps(calibration))
+    with pytest.raises(ConfigError, match=rf"run/calibration.json: field '{field}'.*--recalibrate"):
+        export_model(run, tmp_path / "model", int8=False, parity_images=4)
 
 
 def test_conformal_is_fitted_when_the_run_is_not_calibrated(tiny_model):
@@ -131,22 +152,22 @@ def test_export_of_a_missing_run_names_it(tmp_path):
 
 
 def test_group_conditional_calibration_is_carried_into_model_json():
-    from dermsight.export.model import _conformal_from_run
+    from dermsight.export.info import served_conformal
+    from dermsight.schemas import ConformalSettings
 
-    cal = {"conformal": {"method": "lac", "mode": "group", "alpha": 0.1, "target": 0.9,
-                         "qhat": 0.8, "group_by": "tone_bucket",
-                         "thresholds": {"dark": 0.9, "light": 0.7}}}
-    out = _conformal_from_run(cal)
+    cal = {"method": "lac", "mode": "group", "alpha": 0.1, "target": 0.9, "qhat": 0.8,
+           "group_by": "tone_bucket", "thresholds": {"dark": 0.9, "light": 0.7}}
+    out = served_conformal(ConformalSettings(**cal)).dump()
     assert out["mode"] == "group" and out["group_by"] == "tone_bucket"
     assert out["threshold"] == 0.8 and out["group_thresholds"] == {"dark": 0.9, "light": 0.7}
     # a grouping the engine cannot measure on a photo is not exported
-    cal["conformal"]["group_by"] = "sex"
-    assert _conformal_from_run(cal) is None
+    cal["group_by"] = "sex"
+    assert served_conformal(ConformalSettings(**cal)) is None
 
 
 def test_model_card_reports_tone_figures_from_the_evaluation(tiny_model, tmp_path):
     from dermsight.export.card import render_card
-    from dermsight.export.model import skin_tone_groups
+    from dermsight.export.info import skin_tone_groups
 
     row = {"n": 58, "small": False, "accuracy": 0.655, "accuracy_ci95": [0.53, 0.78],
            "f1_macro": 0.649, "f1_macro_ci95": [0.50, 0.80], "auroc_macro": 0.89}
@@ -175,3 +196,25 @@ def test_model_card_reports_tone_figures_from_the_evaluation(tiny_model, tmp_pat
     assert "between light and dark (95 % CI 0.070–0.350)" in card
     assert "dark 0.930, light 0.710" in card
     assert "performance on darker skin is unknown" not in card
+
+
+def test_a_new_fairness_metric_reaches_model_json(tiny_run, tmp_path):
+    """Every figure evaluate reports per skin-tone group is carried into model.json (no list
+    of known keys in export); bootstrap diagnostics stay in the report."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    row = {"n": 40, "small": False, "accuracy": 0.7, "accuracy_ci95": [0.6, 0.8],
+           "sensitivity_mel": 0.55, "sensitivity_mel_ci95": [0.4, 0.7], "ci_skipped": {}}
+    fairness = {"tone_bucket": {"groups": {"dark": row, "light": {**row, "accuracy": 0.8}},
+                                "gap_metric": "accuracy", "max_gap": 0.1, "min_n": 30,
+                                "max_gap_groups": ["light", "dark"], "n_resamples": 50,
+                                "max_gap_ci95": [0.0, 0.2]}}
+    (run / "eval-synthetic-val").mkdir()
+    (run / "eval-synthetic-val" / "report.json").write_text(
+        json.dumps({"split": "val", "fairness": fairness}))
+    export_model(run, tmp_path / "model", int8=False, parity_images=4)
+    groups = json.loads((tmp_path / "model" / "model.json").read_text())["skin_tone_groups"]
+    assert groups["attribute"] == "tone_bucket" and groups["max_gap"] == 0.1
+    dark = groups["groups"]["dark"]
+    assert dark["sensitivity_mel"] == 0.55 and dark["sensitivity_mel_ci95"] == [0.4, 0.7]
+    assert "ci_skipped" not in dark

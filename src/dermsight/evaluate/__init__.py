@@ -1,4 +1,6 @@
-"""Evaluation building blocks: pure metric functions and fit-able calibrators (numpy in and out).
+"""`dermsight evaluate` and its building blocks.
+
+Pure functions and fit-able calibrators (numpy in and out, no I/O, no torch):
 
 - :mod:`.calibration`: top-label ECE, reliability curve, ECE per group, ``TemperatureScaler``.
 - :mod:`.conformal`: split-conformal prediction sets (``ConformalClassifier``), coverage, set
@@ -6,7 +8,12 @@
 - :mod:`.fairness`: bootstrap confidence intervals, metrics per group with the largest gap,
   skin-tone groups from ITA.
 
-No model, no I/O and no torch here: the ``evaluate`` command feeds these with predictions.
+The ``evaluate`` command (these read files, run the model with torch and write the report):
+:mod:`.run` (the pipeline), :mod:`.data` (the scored rows), :mod:`.predict` (logits),
+:mod:`.store` (``calibration.json``: fit, store, re-use), :mod:`.sections` (the report
+sections), :mod:`.cam_sample` (Grad-CAM on a seeded sample), :mod:`.figures` and
+:mod:`.report_html`. Only the building blocks are imported here, so ``import
+dermsight.evaluate`` needs no torch.
 """
 
 from dermsight.evaluate.calibration import (

@@ -7,8 +7,9 @@
   ``feature_map``, ``class_gradients``);
 - ``model.int8.onnx``: static QDQ int8 (:mod:`dermsight.export.quantize`), calibrated on
   training images;
-- ``model.json``: everything serving needs (classes, preprocessing, metadata encoder and form
-  schema, temperature, conformal threshold, metrics, parity figures, sha256 of the files);
+- ``model.json`` (:mod:`dermsight.export.info`; schema :class:`dermsight.schemas.ModelJson`):
+  everything serving needs (classes, preprocessing, metadata encoder and form schema,
+  temperature, conformal threshold, metrics, parity figures, sha256 of the files);
 - ``MODEL_CARD.md``.
 
 Parity is measured at export time on the run's validation images (ONNX fp32 vs PyTorch: max

@@ -1,6 +1,6 @@
 """Write the photo-type router folder: ``router.json`` + ONNX (fp32 and/or static int8).
 
-``router.json`` (``format: dermsight-router``, ``kind: router``): the photo types in the order of
+``router.json`` (:class:`dermsight.schemas.RouterJson`): the photo types in the order of
 the graph's ``type_logits``, the refusal threshold, the preprocessing, the 1000 ImageNet class
 descriptions (for the refusal message: "it looks more like: tabby cat"), the files with their
 sha256 and the fitting report. The serving side is :mod:`dermsight.serve.router`.
@@ -20,9 +20,9 @@ from dermsight import __version__
 from dermsight.export.graph import DEFAULT_OPSET
 from dermsight.io import sha256_file, staging_dir
 from dermsight.phototype import PHOTO_TYPES
+from dermsight.schemas import RouterJson
 
 ROUTER_JSON, FP32, INT8 = "router.json", "router.onnx", "router.int8.onnx"
-FORMAT_VERSION = 1
 OUTPUTS = ("type_logits", "imagenet_logits", "embedding")
 
 
@@ -74,7 +74,8 @@ def export_router(fitted, out: str | Path, calibration: np.ndarray, *, int8: boo
         if not keep_fp32 and int8:
             (stage / FP32).unlink()
         info = {
-            "format": "dermsight-router", "format_version": FORMAT_VERSION, "kind": "router",
+            "format": "dermsight-router", "format_version": RouterJson.FORMAT_VERSION,
+            "kind": "router",
             "dermsight_version": __version__,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "backbone": model.backbone_name,
@@ -88,5 +89,6 @@ def export_router(fitted, out: str | Path, calibration: np.ndarray, *, int8: boo
             "skin_type": fitted.skin_type,
             "fit": fitted.report, **(extra or {}),
         }
+        info = RouterJson.parse(info, stage / ROUTER_JSON).dump()
         (stage / ROUTER_JSON).write_text(json.dumps(info, indent=1) + "\n")
     return info
