@@ -5,9 +5,10 @@ serving, tracking). numpy, Pillow and OpenCV only: no torch.
 pixels a person sees (:func:`to_rgb`) and raises :class:`ImageRejected` with a reason a person
 understands; :func:`decode_rgb` is the same for one upload, raising
 :class:`~dermsight.errors.DataError` naming it. Only the RGB pixels come out: EXIF (GPS
-included) is never kept. :func:`downscale` shrinks for measuring, :func:`load_mask` reads a
-dataset's lesion mask. :data:`DEFAULT_MAX_PIXELS` and :data:`DEFAULT_MAX_UPLOAD_BYTES` are the
-upload limits of serving and tracking (``ServeSettings`` takes its defaults from them).
+included) is never kept. :func:`downscale` shrinks for measuring, :func:`load_mask` (and
+:func:`read_mask`) reads a dataset's lesion mask. :data:`DEFAULT_MAX_PIXELS` and
+:data:`DEFAULT_MAX_UPLOAD_BYTES` are the upload limits of serving and tracking
+(``ServeSettings`` takes its defaults from them).
 """
 
 from __future__ import annotations
@@ -150,17 +151,24 @@ def downscale(rgb: np.ndarray, long_side: int) -> np.ndarray:
     return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
 
 
-def load_mask(uri: str, shape: tuple[int, int]) -> np.ndarray | None:
-    """A lesion mask (any image, read as grey) resized to ``shape`` ``(H, W)`` and thresholded
-    at 128: bool ``(H, W)``, or None when it cannot be read."""
+def read_mask(uri: str, shape: tuple[int, int]) -> np.ndarray | None:
+    """A lesion mask (any image, read as grey) as uint8 ``(H, W)`` resized (bilinear) to
+    ``shape``, or None when it cannot be read. Threshold it at 128 (:func:`load_mask`), after
+    any further resizing (evaluation aligns it with the model input first)."""
     try:
         data = read_bytes(uri)
         mask = np.asarray(Image.open(io.BytesIO(data)).convert("L"))
     except (OSError, UnidentifiedImageError, ValueError):
         return None
-    if mask.shape != shape:
+    if mask.shape != tuple(shape):
         mask = cv2.resize(mask, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
-    return mask >= 128
+    return mask
+
+
+def load_mask(uri: str, shape: tuple[int, int]) -> np.ndarray | None:
+    """:func:`read_mask` thresholded at 128: bool ``(H, W)``, or None when it cannot be read."""
+    mask = read_mask(uri, shape)
+    return None if mask is None else mask >= 128
 
 
 def decode_rgb(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
