@@ -13,7 +13,7 @@ import pytest
 from skimage import data as skdata
 
 from dermsight.errors import ConfigError, DataError
-from dermsight.serve.engine import format_records
+from dermsight.serve.files import format_records
 from dermsight.serve.served import ServedModels
 
 REPO = Path(__file__).resolve().parents[2]
@@ -131,7 +131,7 @@ def test_an_unknown_forced_kind_is_a_clear_error(tiny_model):
 def test_csv_has_kind_model_and_one_column_per_class_of_the_answering_model(root, tmp_path):
     from PIL import Image
 
-    from dermsight.serve.engine import predict_files
+    from dermsight.serve.files import predict_files
 
     served = ServedModels.load(root)
     files = []

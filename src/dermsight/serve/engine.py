@@ -2,11 +2,12 @@
 
 Runs on onnxruntime + numpy with the training code's own preprocessing
 (:class:`~dermsight.data.preprocess.Preprocess`) and metadata encoding
-(:class:`~dermsight.data.metadata.MetadataEncoder`), both restored from ``model.json``; photo
-quality and skin tone come from :mod:`dermsight.features` (prepare's code). This module never
-imports torch (a test proves it).
+(:class:`~dermsight.data.metadata.MetadataEncoder`), both restored from ``model.json`` (read
+through :class:`dermsight.schemas.ModelJson`); photo quality and skin tone come from
+:mod:`dermsight.features` (prepare's code). This module never imports torch (a test proves it).
 
-Per image, :meth:`Engine.predict` returns a :class:`Prediction`: temperature-scaled
+Per image, :meth:`Engine.predict` returns a :class:`~dermsight.serve.prediction.Prediction`
+(files and folders for ``dermsight predict``: :mod:`dermsight.serve.files`): temperature-scaled
 probabilities, top-k, the conformal prediction set (and the same in plain words), lighting
 (the model's photo-quality head plus prepare's checks, with retake tips), skin tone (ITA,
 category, light / medium / dark bucket, Monk), the pooled embedding, and optionally a Grad-CAM
@@ -21,10 +22,8 @@ and out-of-range numbers raise :class:`~dermsight.errors.DataError` naming the f
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +38,10 @@ from dermsight.features.skintone import compute_skin_tone
 from dermsight.imaging import downscale
 from dermsight.io import project_folder, sha256_file
 from dermsight.predsets import served_sets
+from dermsight.schemas import FileEntry, ModelJson, display_names, read_json
 from dermsight.serve.hierarchy import Hierarchy
 from dermsight.serve.hierarchy import words_or as _words
+from dermsight.serve.prediction import Prediction
 
 __all__ = ["DEFAULT_MODEL_DIR", "Engine", "Prediction", "default_model_dir", "grad_cam_maps"]
 
@@ -65,82 +66,12 @@ def default_model_dir() -> Path:
 DEFAULT_MODEL_DIR = default_model_dir()
 
 
-@dataclass
-class Prediction:
-    """One image's result (see the module docstring)."""
-
-    probabilities: dict[str, float]
-    top_k: list[tuple[str, float]]
-    conformal_set: list[str]
-    conformal_text: str
-    conformal_coverage: float | None
-    lighting: dict
-    skin_tone: dict
-    embedding: np.ndarray
-    cam: np.ndarray | None = None
-    warnings: list[str] = field(default_factory=list)
-    #: the kind of photo (see :mod:`dermsight.phototype`), the model folder that answered
-    #: (None when refused), the router's decision, and for a refused photo the message
-    photo_type: str | None = None
-    model: str | None = None
-    route: dict | None = None
-    refused: bool = False
-    message: str | None = None
-    #: identity of the answering model's weights (embeddings of different models differ)
-    model_id: str | None = None
-    #: the coarser levels of the diagnosis (model.json's ``hierarchy``): level → [(group, p)],
-    #: most probable first, and one sentence that answers at the level the model is sure of
-    groups: dict[str, list[tuple[str, float]]] | None = None
-    summary: str | None = None
-
-    def to_dict(self, *, embedding: bool = False, cam: bool = False) -> dict:
-        """JSON-safe dict; the embedding (list of floats) and the CAM (nested lists) only when
-        asked for."""
-        out = {
-            "photo_type": self.photo_type,
-            "model": self.model,
-            "refused": self.refused,
-            "message": self.message,
-            "model_id": self.model_id,
-            "route": _json_safe(self.route) if self.route is not None else None,
-            "summary": self.summary,
-            "groups": None if self.groups is None else {
-                level: [{"label": g, "probability": float(p)} for g, p in ranked]
-                for level, ranked in self.groups.items()},
-            "probabilities": {k: float(v) for k, v in self.probabilities.items()},
-            "top_k": [{"label": c, "probability": float(p)} for c, p in self.top_k],
-            "conformal_set": list(self.conformal_set),
-            "conformal_text": self.conformal_text,
-            "conformal_coverage": self.conformal_coverage,
-            "lighting": _json_safe(self.lighting),
-            "skin_tone": _json_safe(self.skin_tone),
-            "warnings": list(self.warnings),
-        }
-        if embedding:
-            out["embedding"] = [float(v) for v in self.embedding]
-        if cam and self.cam is not None:
-            out["cam"] = np.round(self.cam, 4).tolist()
-        return out
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def open_session(folder: Path, meta_path: Path, info: Mapping, *, precision: str = "auto",
-                 threads: int | None = None, verify: bool = True,
+def open_session(folder: Path, meta_path: Path, files: Mapping[str, FileEntry], *,
+                 precision: str = "auto", threads: int | None = None, verify: bool = True,
                  what: str = "model") -> tuple[Any, str]:
-    """The onnxruntime session of the ``precision`` file listed in ``info["files"]`` (a model
-    folder's model.json, or a router folder's router.json at ``meta_path``), and the precision
-    chosen: ``"auto"`` takes int8 when the folder has it. ``verify`` checks the file's sha256.
+    """The onnxruntime session of the ``precision`` file listed in ``files`` (a model folder's
+    model.json, or a router folder's router.json at ``meta_path``), and the precision chosen:
+    ``"auto"`` takes int8 when the folder has it. ``verify`` checks the file's sha256.
 
     Raises:
         ConfigError: an unknown precision, a missing or corrupt file, or one onnxruntime cannot
@@ -150,16 +81,15 @@ def open_session(folder: Path, meta_path: Path, info: Mapping, *, precision: str
 
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    files = info.get("files") or {}
     if precision == "auto":
-        has_int8 = "int8" in files and (folder / files["int8"]["path"]).is_file()
+        has_int8 = "int8" in files and (folder / files["int8"].path).is_file()
         precision = "int8" if has_int8 else "fp32"
     entry = files.get(precision)
-    if not entry or not (folder / entry["path"]).is_file():
+    if entry is None or not (folder / entry.path).is_file():
         raise ConfigError(f"{folder} has no {precision} {what} "
-                          f"({(entry or {}).get('path', f'not listed in {meta_path.name}')})")
-    path = folder / entry["path"]
-    if verify and entry.get("sha256") and sha256_file(path) != entry["sha256"]:
+                          f"({entry.path if entry else f'not listed in {meta_path.name}'})")
+    path = folder / entry.path
+    if verify and entry.sha256 and sha256_file(path) != entry.sha256:
         raise ConfigError(f"{path} does not match the sha256 in {meta_path}: the file is "
                           "corrupt or was replaced; export the model again")
     options = ort.SessionOptions()
@@ -211,24 +141,29 @@ class Engine:
     #: images per ``session.run`` (a longer list runs in several batches)
     batch_size: int = 32
 
-    def __init__(self, model_dir: Path, info: dict, session: Any, precision: str) -> None:
+    def __init__(self, model_dir: Path, info: ModelJson | dict, session: Any,
+                 precision: str) -> None:
+        model = info if isinstance(info, ModelJson) else \
+            ModelJson.parse(info, model_dir / MODEL_JSON)
         self.model_dir = model_dir
-        self.info = info
+        #: model.json as read (what GET /v1/model shows)
+        self.info = model.dump()
         self.session = session
         self.precision = precision
         try:
-            self.classes: list[str] = [str(c) for c in info["classes"]]
-            self.preprocess = Preprocess.from_dict(info["preprocess"])
-            meta = info.get("metadata") or None
+            self.classes: list[str] = list(model.classes)
+            self.preprocess = Preprocess.from_dict(model.preprocess)
+            meta = model.metadata or None
             self.encoder = MetadataEncoder.from_dict(meta["encoder"]) if meta else None
             self.metadata_schema: dict = dict(meta.get("schema") or {}) if meta else {}
-            self.temperature = float(info.get("temperature") or 1.0)
-            self.conformal: dict = dict(info.get("conformal") or {})
+            self.temperature = float(model.temperature or 1.0)
+            self.conformal: dict = model.conformal.dump() if model.conformal else {}
             # the photo-alone path of a model with metadata: its own calibration, if fitted
-            alone = info.get("without_metadata") if self.encoder is not None else None
-            self.alone_temperature = float(alone["temperature"]) if alone else None
-            self.alone_conformal: dict = dict((alone or {}).get("conformal") or {})
-            quality = info.get("quality_thresholds")
+            alone = model.without_metadata if self.encoder is not None else None
+            self.alone_temperature = alone.temperature if alone else None
+            self.alone_conformal: dict = alone.conformal.dump() if alone and alone.conformal \
+                else {}
+            quality = model.quality_thresholds
             self.quality_thresholds = QualityThresholds(**quality) if quality else \
                 QualityThresholds()
         except (KeyError, TypeError, ValueError) as exc:
@@ -236,15 +171,14 @@ class Engine:
         if not self.temperature > 0:
             raise ConfigError(f"{model_dir / MODEL_JSON}: temperature must be > 0, "
                               f"got {self.temperature}")
-        names = info.get("display_names") or {}
-        self.display_names = {c: str(names.get(c) or c.replace("_", " ")) for c in self.classes}
-        self.hierarchy = Hierarchy.from_info(info.get("hierarchy"), self.classes,
-                                             info.get("synonyms"), self.display_names,
+        self.display_names = display_names(self.classes, model.display_names)
+        self.hierarchy = Hierarchy.from_info(model.hierarchy, self.classes, model.synonyms,
+                                             self.display_names,
                                              where=str(model_dir / MODEL_JSON))
         self.input_names = [i.name for i in session.get_inputs()]
         self.output_names = [o.name for o in session.get_outputs()]
         self.supports_cam = {"feature_map", "class_gradients"} <= set(self.output_names) \
-            and bool((info.get("cam") or {}).get("supported", True))
+            and bool((model.cam or {}).get("supported", True))
 
     # ---- loading ----------------------------------------------------------------------------
     @classmethod
@@ -263,11 +197,8 @@ class Engine:
         if not meta_path.is_file():
             raise ConfigError(f"{folder} is not a dermsight model folder: {meta_path} is missing "
                               "(create one with `dermsight export`)")
-        try:
-            info = json.loads(meta_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{meta_path} is not valid JSON: {exc}") from exc
-        session, precision = open_session(folder, meta_path, info, precision=precision,
+        info = read_json(ModelJson, meta_path)
+        session, precision = open_session(folder, meta_path, info.files, precision=precision,
                                           threads=threads, verify=verify)
         return cls(folder, info, session, precision)
 
@@ -506,128 +437,3 @@ def _check_number(name: str, value: Any, bounds: Mapping) -> tuple[str | None, f
         return (f"metadata field '{name}' must be between {lo} and {hi}, got {number:g}",
                 math.nan)
     return None, number
-
-
-# ---- files and folders (`dermsight predict`) --------------------------------------------------
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".heic")
-
-
-def collect_images(paths: Sequence[str | Path]) -> list[Path]:
-    """Files in ``paths``: files as given, folders searched recursively for image suffixes
-    (sorted). A path that does not exist raises DataError naming it."""
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.is_file()
-                          and f.suffix.lower() in IMAGE_SUFFIXES)
-        elif p.is_file():
-            out.append(p)
-        else:
-            raise DataError(f"{p}: no such file or folder")
-    return out
-
-
-def predict_files(engine: Any, files: Sequence[Path], *, top_k: int = 3,
-                  metadata: dict | None = None, progress: bool = True,
-                  max_pixels: int | None = None, photo_type: str | None = None,
-                  metadata_table: Any = None) -> list[dict]:
-    """One record per file: ``{"file", "ok", "error"?, **Prediction.to_dict()}``. A file that
-    cannot be read or decoded gets ``ok: False`` and the reason; it never stops the run.
-
-    ``engine``: an :class:`Engine`, or :class:`~dermsight.serve.served.ServedModels` (each
-    photo routed to the model for its kind; ``photo_type`` forces a kind for every file).
-    ``metadata_table``: a :class:`~dermsight.serve.metadata_csv.MetadataTable` giving each file
-    its own metadata (its warnings go into the file's record); else ``metadata`` for all."""
-    from tqdm.auto import tqdm
-
-    from dermsight.imaging import DEFAULT_MAX_PIXELS, decode_rgb
-
-    records: list[dict] = []
-    batch: list[tuple[int, np.ndarray, dict | None, list[str]]] = []
-
-    def flush() -> None:
-        kwargs = {"photo_types": photo_type} if hasattr(engine, "route") else {}
-        preds = engine.predict([b[1] for b in batch], [b[2] for b in batch], top_k=top_k,
-                               **kwargs)
-        for (i, _, _, notes), pred in zip(batch, preds):
-            records[i].update(ok=True, **pred.to_dict())
-            records[i]["warnings"] = notes + records[i]["warnings"]
-        batch.clear()
-
-    with tqdm(total=len(files), desc="predicting", unit="image", disable=not progress) as bar:
-        for path in files:
-            records.append({"file": str(path)})
-            try:
-                rgb = decode_rgb(path.read_bytes(), name=path.name,
-                                 max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
-            except (OSError, DataError) as exc:
-                records[-1].update(ok=False, error=str(exc))
-                bar.update(1)
-                continue
-            meta, notes = (metadata_table.lookup(path) if metadata_table is not None
-                           else (metadata, []))
-            batch.append((len(records) - 1, rgb, meta, notes))
-            if len(batch) >= engine.batch_size:
-                flush()
-            bar.update(1)
-        if batch:
-            flush()
-    return records
-
-
-def format_records(records: list[dict], fmt: str = "text") -> str:
-    """``predict_files`` records as ``"json"``, ``"csv"`` (one row per file) or ``"text"``."""
-    import csv
-    import io
-
-    if fmt == "json":
-        return json.dumps(records, indent=2) + "\n"
-    rows = []
-    classes: dict[str, None] = {}  # one probability column per class of the answering models
-    for r in records:
-        classes.update(dict.fromkeys(r.get("probabilities") or {}))
-    for r in records:
-        top = r.get("top_k") or []
-        light = r.get("lighting") or {}
-        tone = r.get("skin_tone") or {}
-        probs = r.get("probabilities") or {}
-        rows.append({
-            "file": r["file"], "ok": r["ok"], "error": r.get("error", ""),
-            "photo_type": r.get("photo_type") or "", "model": r.get("model") or "",
-            "refused": bool(r.get("refused")) if r["ok"] else "",
-            "top1": top[0]["label"] if top else "",
-            "top1_probability": f"{top[0]['probability']:.4f}" if top else "",
-            "top_k": ";".join(f"{t['label']}:{t['probability']:.4f}" for t in top),
-            "conformal_set": ";".join(r.get("conformal_set") or []),
-            "lighting_ok": light.get("ok", ""), "lighting_tips": " ".join(light.get("tips", [])),
-            "ita": "" if tone.get("ita") is None else f"{tone['ita']:.1f}",
-            "skin_tone": tone.get("bucket") or "", "monk": tone.get("monk") or "",
-            "skin_type": tone.get("skin_type") or "",
-            "warnings": " ".join(r.get("warnings") or []),
-            "message": r.get("message") or "",
-            **{c: f"{probs[c]:.6f}" if c in probs else "" for c in classes},
-        })
-    if fmt == "csv":
-        buf = io.StringIO()
-        fields = list(rows[0]) if rows else ["file", "ok", "error"]
-        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        return buf.getvalue()
-    if fmt != "text":
-        raise ValueError(f"format must be json, csv or text, got {fmt!r}")
-    lines = []
-    for r, row in zip(records, rows):
-        if not r["ok"]:
-            lines.append(f"{row['file']}: ERROR {row['error']}")
-            continue
-        if r.get("refused"):
-            lines.append(f"{row['file']}: no assessment ({row['photo_type']}): {r['message']}")
-            continue
-        answered = f"[{row['photo_type']} → {row['model']}] " if row["model"] else ""
-        text = (f"{row['file']}: {answered}{row['top_k'].replace(';', ', ')} | set: "
-                f"{r['conformal_text']}")
-        if not row["lighting_ok"]:
-            text += f" | retake: {row['lighting_tips']}"
-        lines.append(text)
-    return "\n".join(lines) + ("\n" if lines else "")

@@ -11,7 +11,6 @@ may also hold a learned Fitzpatrick skin-type head on the same embedding
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import numpy as np
 from dermsight.data.preprocess import Preprocess
 from dermsight.errors import ConfigError
 from dermsight.phototype import PHOTO_TYPES
+from dermsight.schemas import RouterJson, read_json
 from dermsight.serve.engine import open_session, softmax
 
 ROUTER_JSON = "router.json"
@@ -47,20 +47,24 @@ class Router:
 
     batch_size = 32
 
-    def __init__(self, folder: Path, info: dict, session: Any, precision: str) -> None:
-        self.folder, self.info, self.session, self.precision = folder, info, session, precision
+    def __init__(self, folder: Path, info: RouterJson | dict, session: Any,
+                 precision: str) -> None:
         where = folder / ROUTER_JSON
+        info = info if isinstance(info, RouterJson) else RouterJson.parse(info, where)
+        self.folder, self.session, self.precision = folder, session, precision
+        #: router.json as read
+        self.info = info.dump()
+        self.photo_types = list(info.photo_types)
+        self.refuse_threshold = info.refuse_threshold
         try:
-            self.photo_types = [str(t) for t in info["photo_types"]]
-            self.refuse_threshold = float(info["refuse_threshold"])
-            self.preprocess = Preprocess.from_dict(info["preprocess"])
+            self.preprocess = Preprocess.from_dict(info.preprocess)
         except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"{where} is malformed: {exc}") from exc
+            raise ConfigError(f"{where}: 'preprocess' is malformed: {exc}") from exc
         if sorted(self.photo_types) != sorted(PHOTO_TYPES):
             raise ConfigError(f"{where}: photo_types must be {list(PHOTO_TYPES)}, got "
                               f"{self.photo_types}")
-        self.imagenet_classes = [str(c) for c in info.get("imagenet_classes") or []]
-        head = info.get("skin_type")
+        self.imagenet_classes = list(info.imagenet_classes)
+        head = info.skin_type
         self.skin_type_head = None
         #: why the learned estimate is not shown (None when it is, or when there is none)
         self.skin_type_withheld = None
@@ -82,13 +86,8 @@ class Router:
         path = folder / ROUTER_JSON
         if not path.is_file():
             raise ConfigError(f"{folder} is not a router folder: {path} is missing")
-        try:
-            info = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{path} is not valid JSON: {exc}") from exc
-        if info.get("kind") != "router":
-            raise ConfigError(f"{path}: kind must be 'router', got {info.get('kind')!r}")
-        session, precision = open_session(folder, path, info, precision=precision,
+        info = read_json(RouterJson, path)
+        session, precision = open_session(folder, path, info.files, precision=precision,
                                           threads=threads, verify=verify, what="router model")
         return cls(folder, info, session, precision)
 

@@ -9,24 +9,6 @@ from dermsight.serve.api.schemas import ErrorBody, ModelInfo, RouterInfo, Served
 
 router = APIRouter(tags=["model"])
 
-#: Readable names of well-known class codes (HAM10000's); model.json's "display_names" wins.
-KNOWN_NAMES = {
-    "akiec": "Actinic keratosis / intraepithelial carcinoma",
-    "bcc": "Basal cell carcinoma",
-    "bkl": "Benign keratosis",
-    "df": "Dermatofibroma",
-    "mel": "Melanoma",
-    "nv": "Melanocytic nevus (mole)",
-    "vasc": "Vascular lesion",
-}
-
-
-def _display_names(info: dict, classes: list[str]) -> dict[str, str]:
-    given = info.get("display_names") or info.get("class_names")
-    given = given if isinstance(given, dict) else {}
-    return {c: str(given.get(c) or KNOWN_NAMES.get(c) or c.replace("_", " ")) for c in classes}
-
-
 def _input_size(info: dict) -> list[int] | None:
     size = info.get("input_size")
     if isinstance(size, dict):
@@ -53,7 +35,7 @@ def _served_model(kind: str, engine) -> ServedModel:
         photo_type=kind, folder=engine.model_dir.name,
         name=None if info.get("name") is None else str(info.get("name")),
         version=None if info.get("version") is None else str(info.get("version")),
-        classes=list(engine.classes), display_names=_display_names(info, list(engine.classes)),
+        classes=list(engine.classes), display_names=dict(engine.display_names),
         input_size=_input_size(info), precision=getattr(engine, "precision", None),
         metadata_schema=dict(engine.metadata_schema or {}),
         conformal_coverage=_float(info.get("conformal_coverage", conformal.get("coverage"))),
@@ -84,7 +66,7 @@ def model_info(state: State, engine: LoadedEngine) -> ModelInfo:
         name=None if info.get("name") is None else str(info.get("name")),
         version=None if info.get("version") is None else str(info.get("version")),
         classes=list(engine.classes),
-        display_names=_display_names(info, list(engine.classes)),
+        display_names=dict(engine.display_names),
         input_size=_input_size(info),
         precision=getattr(engine, "precision", None) or info.get("precision"),
         metadata_schema=dict(engine.metadata_schema or {}),
