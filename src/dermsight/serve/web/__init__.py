@@ -13,6 +13,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 STATIC_DIR = Path(__file__).parent / "static"
+TIMELINE_DIR = Path(__file__).parent / "timeline"
 
 #: Everything comes from this origin: the page works offline and loads nothing from elsewhere.
 _CSP = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
@@ -33,11 +34,11 @@ def mount_web(app: FastAPI) -> None:
 
 def timeline_router() -> APIRouter:
     """``/track/series/{series_id}``: the tracking timeline page and its script and styles
-    (``static/track/``), mounted with the tracking routes."""
+    (``timeline/``), mounted with the tracking routes."""
     router = APIRouter(tags=["track-web"])
-    html = (STATIC_DIR / "track" / "timeline.html").read_text(encoding="utf-8")
-    js = (STATIC_DIR / "track" / "timeline.js").read_text(encoding="utf-8")
-    css = (STATIC_DIR / "track" / "timeline.css").read_text(encoding="utf-8")
+    html = (TIMELINE_DIR / "timeline.html").read_text(encoding="utf-8")
+    js = (TIMELINE_DIR / "timeline.js").read_text(encoding="utf-8")
+    css = (TIMELINE_DIR / "timeline.css").read_text(encoding="utf-8")
 
     @router.get("/track/series/{series_id}", response_class=HTMLResponse,
                 include_in_schema=False)
