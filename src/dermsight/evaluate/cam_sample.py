@@ -11,26 +11,16 @@ import pandas as pd
 import torch
 
 from dermsight.evaluate.predict import run_dataset
+from dermsight.imaging import read_mask
 
 
 def _load_mask(uri, image_shape: tuple[int, int], preprocess) -> np.ndarray | None:
     """The lesion mask aligned with the model input (same resize + crop), bool (H, W)."""
-    import io
-
-    import cv2
-    from PIL import Image
-
-    from dermsight.io import read_bytes
-
     if uri is None or pd.isna(uri):
         return None
-    try:
-        mask = np.asarray(Image.open(io.BytesIO(read_bytes(str(uri)))).convert("L"))
-    except (OSError, ValueError):
+    mask = read_mask(str(uri), image_shape)  # grey, at the image's size
+    if mask is None:
         return None
-    h, w = image_shape
-    if mask.shape != (h, w):
-        mask = cv2.resize(mask, (w, h), interpolation=cv2.INTER_LINEAR)
     aligned = preprocess.resize_crop(np.repeat(mask[:, :, None], 3, axis=2))[:, :, 0]
     out = aligned >= 128
     return out if out.any() else None
