@@ -105,3 +105,14 @@ def test_display_names_are_one_rule():
     assert display_names(["mel", "basal_cell-carcinoma"]) == {
         "mel": "melanoma", "basal_cell-carcinoma": "basal cell carcinoma"}
     assert display_names(["mel", "x"], {"mel": "Melanoma"}) == {"mel": "Melanoma", "x": "x"}
+
+
+def test_a_new_file_gets_its_format_version():
+    from dermsight.schemas import ConformalSettings
+
+    conformal = ConformalSettings(method="lac", mode="marginal", target=0.9, alpha=0.1,
+                                  qhat=0.8)
+    cal = Calibration(classes=["a", "b"], temperature=1.2, conformal=conformal)
+    assert list(cal.dump())[:2] == ["format_version", "classes"]
+    assert cal.dump()["format_version"] == 1
+    assert Calibration.parse(cal.dump()).dump() == cal.dump()

@@ -92,8 +92,9 @@ class _File(_Schema):
             raise ConfigError(f"{where}: {_first_error(exc)}{cls.REMEDY}") from None
 
     def dump(self) -> dict[str, Any]:
-        return {"format_version": self.FORMAT_VERSION,
-                **{k: v for k, v in super().dump().items() if k != "format_version"}}
+        """As :meth:`_Schema.dump`, always with ``format_version`` (first when it was not set)."""
+        out = super().dump()
+        return out if "format_version" in out else {"format_version": self.FORMAT_VERSION, **out}
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from dermsight.cli import app
 from dermsight.errors import ConfigError, DataError
 from dermsight.evaluate.run import EvalOptions, conformal_from_calibration, run_evaluate
+from dermsight.schemas import Calibration
 
 FAST = dict(bootstrap=50, cam_samples=6, workers=0, batch_size=16)
 
@@ -87,6 +88,8 @@ def test_end_to_end_outputs(evaluated, run_copy):
 def test_calibration_is_stored_and_reused(evaluated, run_copy, tiny_run):
     cal = json.loads((run_copy / "calibration.json").read_text())
     assert set(cal) >= {"temperature", "fitted_on", "conformal", "val_metrics", "classes"}
+    # written through its schema: read back and written again, it is the same file
+    assert cal["format_version"] == 1 and Calibration.parse(cal).dump() == cal
     assert cal["fitted_on"]["split"] == "val"
     assert cal["conformal"]["method"] == "lac" and cal["conformal"]["target"] == 0.9
     assert isinstance(cal["conformal"]["qhat"], float)

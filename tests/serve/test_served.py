@@ -107,6 +107,20 @@ def test_a_corrupt_model_json_is_named(root):
         ServedModels.load(root)
 
 
+@pytest.mark.parametrize(("change", "message"), [
+    ({"format_version": 2}, r"field 'format_version' is 2; this dermsight reads version 1"),
+    ({"format_version": None}, r"field 'format_version' is missing"),
+    ({"conformal": {"method": "raps", "threshold": 0.5}}, r"field 'conformal.method'"),
+])
+def test_an_old_or_broken_model_json_names_the_file_and_field(root, change, message):
+    path = root / "clin" / "model.json"
+    info = {k: v for k, v in {**json.loads(path.read_text()), **change}.items()
+            if v is not None}
+    path.write_text(json.dumps(info))
+    with pytest.raises(ConfigError, match=rf"clin/model.json: {message}.*export the model"):
+        ServedModels.load(root)
+
+
 def test_two_models_for_one_kind_are_an_error(root):
     _model(root / "derm", root / "derm2", "dermoscopy")
     with pytest.raises(ConfigError, match="two models answer dermoscopy photos"):
