@@ -396,7 +396,7 @@ class ModelJson(_File):
 
 # ---- router.json --------------------------------------------------------------------------------
 class RouterJson(_File):
-    """``<router>/router.json``, written by ``dermsight export-router``: the photo-type
+    """``<router>/router.json``, written by ``dermsight fit-router``: the photo-type
     router in front of the models (see :mod:`dermsight.serve.router`)."""
 
     FORMAT_VERSION: ClassVar[int] = 1

@@ -53,6 +53,15 @@ def test_missing_checkpoint_is_named(tiny_run, tmp_path):
         load_run(tmp_path / "junk.pt")
 
 
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]"])
+def test_broken_calibration_is_named(tiny_run, tmp_path, text):
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_run, copy)
+    (copy / "calibration.json").write_text(text)
+    with pytest.raises(ConfigError, match=r"calibration\.json .*run dermsight evaluate again"):
+        load_run(copy)
+
+
 @pytest.mark.slow
 def test_init_from_starts_where_the_run_ended(tiny_run, tiny_train):
     base = tiny_run.parent.parent

@@ -96,7 +96,14 @@ def load_run(run: str | Path, *, map_location: str = "cpu") -> LoadedRun:
     if run_dir is not None and (run_dir / "config.yaml").is_file():
         config = load_config(run_dir / "config.yaml")
     if run_dir is not None and (run_dir / CALIBRATION).is_file():
-        calibration = json.loads((run_dir / CALIBRATION).read_text())
+        try:
+            calibration = json.loads((run_dir / CALIBRATION).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{run_dir / CALIBRATION} cannot be read ({exc}): delete it and "
+                              f"run dermsight evaluate again to recalibrate") from exc
+        if not isinstance(calibration, dict):
+            raise ConfigError(f"{run_dir / CALIBRATION} is not a JSON object: delete it and "
+                              f"run dermsight evaluate again to recalibrate")
     return LoadedRun(run_dir=run_dir, model=model, classes=classes,
                      preprocess=Preprocess.from_dict(payload["preprocess"]),
                      encoder=MetadataEncoder.from_dict(encoder) if encoder else None,
