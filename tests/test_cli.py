@@ -62,6 +62,33 @@ def test_prepare_unknown_source(tmp_path):
     assert result.exit_code == 2 and "unknown source 'nope'" in result.output
 
 
+def test_prepare_reads_a_training_configs_data(tmp_path):
+    """`prepare --config <training config>` prepares that config's data (not the synthetic
+    default) into the folder `train` reads, unless --out says otherwise."""
+    import numpy as np
+    from PIL import Image
+
+    from dermsight.config import load_config
+
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (tmp_path / "photos" / label).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 255, (96, 96, 3), np.uint8)).save(
+                tmp_path / "photos" / label / f"{label}{i}.png")
+    config = tmp_path / "train.yaml"
+    config.write_text(f"data:\n  source: folder\n  root: {tmp_path / 'photos'}\n"
+                      f"  prepared: {tmp_path / 'prepared'}\n  metadata: null\n")
+    result = runner.invoke(app, ["prepare", "--config", str(config), "-q", "prepare.figures=false"])
+    assert result.exit_code == 0, result.output
+    assert "12 of 12 images from 'folder'" in result.output
+    assert (tmp_path / "prepared" / "manifest.parquet").is_file()
+    assert load_config(config).prepared_dir() == tmp_path / "prepared"
+    result = runner.invoke(app, ["prepare", "--config", str(config), "-q", "--root",
+                                 str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "nowhere" in result.output
+
+
 @pytest.mark.slow
 def test_quickstart_command_on_synthetic(tmp_path):
     """What `make quickstart` runs, as a subprocess: synthetic data, no download."""

@@ -59,15 +59,24 @@ def prepare(
     overrides: Overrides = None,
 ) -> None:
     """Validate and measure every image of a dataset; write OUT/manifest.parquet, audit.json
-    and figures/. Options override the config file; KEY=VALUE overrides anything."""
-    from dermsight.config import load_config
+    and figures/. Options override the config file; KEY=VALUE overrides anything. A training
+    config (one with a data section and no prepare.source) prepares its data: the same source,
+    root and options, by default into the folder `dermsight train` reads."""
+    from dermsight.config import PrepareConfig, load_config
     from dermsight.prepare.pipeline import run_prepare
 
     flags = {"source": source, "root": root, "out": out, "workers": workers, "seed": seed}
     extra = [f"prepare.{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
-    user = [o if o.startswith("prepare.") else f"prepare.{o}" for o in (overrides or [])]
+    user = [o if o.startswith(("prepare.", "data.")) else f"prepare.{o}" for o in (overrides or [])]
     try:
-        cfg = load_config(config, extra + user).prepare
+        full = load_config(config, extra + user)
+        cfg = full.prepare
+        if source is None and cfg.source == PrepareConfig().source \
+                and full.data.source != cfg.source:
+            if root is not None:
+                full = full.model_copy(update={"data": full.data.model_copy(update={"root": root})})
+            given = cfg.out if cfg.out != PrepareConfig().out else None
+            cfg = full.data_prepare(out=given)
         result = run_prepare(cfg, progress=not quiet)
     except DermsightError as exc:
         _fail(exc)

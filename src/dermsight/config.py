@@ -6,6 +6,8 @@ values parsed as YAML scalars). Unknown keys anywhere are errors, reported with 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -321,6 +323,24 @@ class Config(_Strict):
             if self.train.tta == "d4":
                 raise ValueError(f"train.tta d4 needs a square data.input_size, got {list(size)}")
         return self
+
+    def data_prepare(self, out: str | None = None) -> PrepareConfig:
+        """The ``prepare`` settings that produce ``data``'s manifest: ``prepare.*`` with
+        ``data``'s source, root and options (and ``out``, default :meth:`prepared_dir`)."""
+        return self.prepare.model_copy(update={
+            "source": self.data.source, "root": self.data.root,
+            "source_options": self.data.source_options,
+            "out": out if out is not None else str(self.prepared_dir())})
+
+    def prepared_dir(self) -> Path:
+        """Where the prepared manifest of ``data`` lives: ``data.prepared``, or
+        ``runs/prepared/<source>-<hash of what determines it>``."""
+        if self.data.prepared:
+            return Path(self.data.prepared)
+        prep = self.data_prepare(out="-")
+        key = json.dumps(prep.model_dump(mode="json", exclude={"out", "workers"}), sort_keys=True)
+        digest = hashlib.sha1(key.encode()).hexdigest()[:10]
+        return Path("runs") / "prepared" / f"{self.data.source}-{digest}"
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

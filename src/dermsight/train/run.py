@@ -13,7 +13,6 @@ and validation is scored on the whole split in every process.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import resource
@@ -49,18 +48,7 @@ class TrainResult:
 # -- data ---------------------------------------------------------------------------------------
 def prepared_dir(cfg: Config) -> Path:
     """Where the prepared manifest for ``cfg.data`` lives (keyed by what determines it)."""
-    if cfg.data.prepared:
-        return Path(cfg.data.prepared)
-    prep = _prepare_config(cfg, out="-")
-    key = json.dumps(prep.model_dump(mode="json", exclude={"out", "workers"}), sort_keys=True)
-    digest = hashlib.sha1(key.encode()).hexdigest()[:10]
-    return Path("runs") / "prepared" / f"{cfg.data.source}-{digest}"
-
-
-def _prepare_config(cfg: Config, out: str):
-    return cfg.prepare.model_copy(update={
-        "source": cfg.data.source, "root": cfg.data.root,
-        "source_options": cfg.data.source_options, "out": out})
+    return cfg.prepared_dir()
 
 
 def load_manifest(cfg: Config, *, progress: bool = True) -> pd.DataFrame:
@@ -75,7 +63,7 @@ def ensure_prepared(cfg: Config, *, progress: bool = True) -> Path:
         from dermsight.prepare.pipeline import run_prepare
 
         log.info("preparing %s into %s", cfg.data.source, folder)
-        run_prepare(_prepare_config(cfg, str(folder)), progress=progress)
+        run_prepare(cfg.data_prepare(str(folder)), progress=progress)
     return folder
 
 
