@@ -13,6 +13,12 @@ Samples ``--n`` real images, half from HAM10000 (dermoscopy) and half from Fitzp
 plus the false-alarm rate (``lighting_ok == False``) on the untouched clean images, overall and
 per check. Prints a Markdown table; ``--out`` writes the same numbers as JSON.
 
+**By skin type** (``--by-type N``, default 150): the same on up to ``N`` Fitzpatrick17k photos
+of types I–II and up to ``N`` of types V–VI (dermatologists' labels, same hash half), so a check
+that only works on light skin shows. With ``--served`` the served path is scored too: the
+clinical model's photo-quality head (``p(poor)``, from the committed models) and the decision a
+user gets (head at its threshold, or any check), per degradation and skin-type group.
+
 Honesty about tuning: the image files are split into two disjoint halves by a hash of their file
 name (``--half``). The default thresholds in :class:`QualityThresholds` were chosen on the
 ``tune`` half (``--half tune --seed 1``); report numbers with the default ``--half report
@@ -42,6 +48,7 @@ from dermsight.features.quality import assess_quality, compute_quality, failed_c
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("ham10000", "fitzpatrick17k")
+TYPE_GROUPS = {"I-II": (1, 2), "V-VI": (5, 6)}
 # degradation kind -> (the feature that should detect it, +1 if higher = worse, the check name)
 TARGETS = {
     "dark": ("q_brightness_mean", -1, "dark"),
@@ -70,6 +77,23 @@ def sample_paths(data: Path, n: int, seed: int, half: str) -> list[Path]:
     return out
 
 
+def sample_by_type(data: Path, n: int, seed: int, half: str) -> dict[str, list[Path]]:
+    """Up to n Fitzpatrick17k image paths per skin-type group (dermatologists' label), from the
+    given hash half."""
+    import pandas as pd
+
+    meta = pd.read_csv(data / "fitzpatrick17k" / "metadata.csv")
+    rng = np.random.default_rng(seed + 7)
+    out: dict[str, list[Path]] = {}
+    for name, types in TYPE_GROUPS.items():
+        files = sorted(p for p in (data / "fitzpatrick17k" / "images" / f"{h}.jpg" for h in
+                                   meta.loc[meta["fitzpatrick_scale"].isin(types), "md5hash"])
+                       if _half(p.name) == half and p.exists())
+        k = min(len(files), n)
+        out[name] = [files[j] for j in sorted(rng.choice(len(files), size=k, replace=False))]
+    return out
+
+
 def load_rgb(path: Path) -> np.ndarray:
     """Decode an image file to RGB uint8, long side at most 512 (as prepare does)."""
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -82,8 +106,20 @@ def load_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def collect(paths: list[Path], severity: float, seed: int) -> tuple[list[dict], dict]:
-    """Features of the clean images and of every degraded copy, plus per-image timings (ms)."""
+def _served(served, images: list[np.ndarray]) -> list[dict]:
+    """The served clinical path's quality verdict on each image: the model head's p(poor) and
+    whether the user is asked to retake (head or checks)."""
+    out = []
+    for pred in served.predict(images, photo_types="clinical", top_k=1):
+        lighting = pred.lighting or {}
+        out.append({"p_poor": lighting.get("score"), "retake": not lighting.get("ok", True)})
+    return out
+
+
+def collect(paths: list[Path], severity: float, seed: int,
+            served=None) -> tuple[list[dict], dict]:
+    """Features of the clean images and of every degraded copy, plus per-image timings (ms).
+    With ``served`` (a ServedModels) each row also holds the served path's verdict."""
     rng = np.random.default_rng(seed + 1_000_003)
     clean: list[dict] = []
     degraded: dict[str, list[dict]] = {k: [] for k in DEGRADATIONS}
@@ -91,11 +127,68 @@ def collect(paths: list[Path], severity: float, seed: int) -> tuple[list[dict], 
     for path in paths:
         rgb = load_rgb(path)
         t0 = time.perf_counter()
-        clean.append({**compute_quality(rgb), "source": path.parent.parent.name})
+        row = {**compute_quality(rgb), "source": path.parent.parent.name}
         times.append((rgb.shape[:2], (time.perf_counter() - t0) * 1e3))
-        for kind in DEGRADATIONS:
-            degraded[kind].append(compute_quality(degrade(rgb, kind, severity, rng)))
+        copies = {kind: degrade(rgb, kind, severity, rng) for kind in DEGRADATIONS}
+        rows = [row] + [compute_quality(img) for img in copies.values()]
+        if served is not None:
+            for r, verdict in zip(rows, _served(served, [rgb, *copies.values()])):
+                r.update(verdict)
+        clean.append(rows[0])
+        for kind, r in zip(copies, rows[1:]):
+            degraded[kind].append(r)
     return clean, {"degraded": degraded, "times": times}
+
+
+def evaluate_by_type(groups: dict[str, tuple[list[dict], dict]]) -> dict:
+    """Per skin-type group and degradation: the feature's AUROC, its check's detection rate and
+    clean false alarms; with served verdicts also the head's AUROC and the served decision's
+    detection rate and clean retake rate."""
+    out: dict = {}
+    for name, (clean, extra) in groups.items():
+        deg = extra["degraded"]
+        clean_failed = [failed_checks(f) for f in clean]
+        entry: dict = {"n": len(clean),
+                       "clean_false_alarm": float(np.mean([bool(c) for c in clean_failed])),
+                       "kinds": {}}
+        served = bool(clean) and "p_poor" in clean[0]
+        if served:
+            entry["served_clean_retake"] = float(np.mean([f["retake"] for f in clean]))
+        for kind, (feat, sign, check) in TARGETS.items():
+            r = {"auroc_feature": _auroc([sign * f[feat] for f in clean],
+                                         [sign * f[feat] for f in deg[kind]]),
+                 "detect_rate": float(np.mean([check in failed_checks(f) for f in deg[kind]]))}
+            if served:
+                r["auroc_head"] = _auroc([f["p_poor"] for f in clean],
+                                         [f["p_poor"] for f in deg[kind]])
+                r["served_detect_rate"] = float(np.mean([f["retake"] for f in deg[kind]]))
+            entry["kinds"][kind] = r
+        out[name] = entry
+    return out
+
+
+def markdown_by_type(by_type: dict) -> str:
+    names = list(by_type)
+    served = all("served_clean_retake" in by_type[n] for n in names)
+    head = "| kind | " + " | ".join(
+        f"AUROC feature {n} | detected {n}" + (f" | AUROC head {n} | served detected {n}"
+                                               if served else "") for n in names) + " |"
+    lines = ["By skin type (Fitzpatrick17k, dermatologists' labels): "
+             + ", ".join(f"{n}: {by_type[n]['n']} photos" for n in names), "", head,
+             "|---|" + "---|" * (head.count("|") - 2)]
+    for kind in TARGETS:
+        cells = []
+        for n in names:
+            r = by_type[n]["kinds"][kind]
+            cells += [f"{r['auroc_feature']:.3f}", f"{r['detect_rate']:.1%}"]
+            if served:
+                cells += [f"{r['auroc_head']:.3f}", f"{r['served_detect_rate']:.1%}"]
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    fa = ", ".join(f"{n}: checks {by_type[n]['clean_false_alarm']:.1%}"
+                   + (f", served {by_type[n]['served_clean_retake']:.1%}" if served else "")
+                   for n in names)
+    lines += ["", f"Untouched photos asked to retake: {fa}"]
+    return "\n".join(lines)
 
 
 def _auroc(neg: list[float], pos: list[float]) -> float:
@@ -178,6 +271,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--half", choices=("report", "tune"), default="report",
                     help="which hash half of the image files to sample (thresholds: tune)")
     ap.add_argument("--suggest", action="store_true", help="also print feature percentiles")
+    ap.add_argument("--by-type", type=int, default=150, metavar="N",
+                    help="also score up to N Fitzpatrick17k photos each of types I-II and V-VI "
+                    "(0: skip)")
+    ap.add_argument("--served", action="store_true",
+                    help="by type, also score the served clinical path (committed models)")
+    ap.add_argument("--models", type=Path, default=None, help="models folder (--served)")
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
     args = ap.parse_args(argv)
 
@@ -191,6 +290,15 @@ def main(argv: list[str] | None = None) -> None:
           json.dumps(result["timing"]))
     if args.suggest:
         print("\n" + suggest(clean, extra["degraded"]))
+    if args.by_type:
+        served = None
+        if args.served:
+            from dermsight.serve.served import ServedModels
+            served = ServedModels.load(args.models)
+        groups = {name: collect(paths, args.severity, args.seed, served) for name, paths in
+                  sample_by_type(args.data.resolve(), args.by_type, args.seed, args.half).items()}
+        result["by_type"] = evaluate_by_type(groups)
+        print("\n" + markdown_by_type(result["by_type"]))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2))

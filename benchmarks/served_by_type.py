@@ -1,7 +1,7 @@
 """The served path on Fitzpatrick17k validation photos, by skin type: routing, refusals, retakes.
 
     python benchmarks/served_by_type.py [--models models] [--manifest MANIFEST] [--split val]
-        [--out experiments/served-fitzpatrick17k-val.json]
+        [--out experiments/served-fitzpatrick17k-val.json]    # --split all: every labelled photo
 
 Runs what a user gets — :class:`dermsight.serve.served.ServedModels` on the committed models
 (router, then the model for the photo's kind) — on the photos of one split of a prepared
@@ -9,7 +9,8 @@ Fitzpatrick17k manifest (default: the newest ``runs/prepared/fitzpatrick17k-*``,
 clinical model was validated on) and reports per Fitzpatrick type (1–6, and the groups 1–2 /
 3–4 / 5–6): which model answered, how many photos were refused as not skin, how many were asked
 to be retaken (the model's quality head plus the photo checks) and why, and the accuracy of the
-answers, with 95 % Wilson intervals.
+answers, with 95 % Wilson intervals; beside them, the share ``prepare``'s own photo checks
+flagged (the manifest's ``lighting_ok``).
 """
 
 from __future__ import annotations
@@ -48,13 +49,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", type=Path, default=None)
     ap.add_argument("--manifest", type=Path, default=None)
-    ap.add_argument("--split", default="val")
+    ap.add_argument("--split", default="val", help="a split of the manifest, or 'all' (every "
+                    "photo with a skin-type label; the models were trained on the train split)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     manifest = args.manifest or sorted(Path("runs/prepared").glob(
         "fitzpatrick17k-*/manifest.parquet"), key=lambda p: p.stat().st_mtime)[-1]
     frame = pd.read_parquet(manifest)
-    frame = frame[frame["split"] == args.split].reset_index(drop=True)
+    if args.split != "all":
+        frame = frame[frame["split"] == args.split]
+    frame = frame[frame["fitzpatrick"].notna()].reset_index(drop=True)
     served = ServedModels.load(args.models)
     rows = []
     for s in range(0, len(frame), 32):
@@ -72,7 +76,8 @@ def main() -> None:
                          "photo_type": pred.photo_type, "model": pred.model,
                          "refused": pred.refused, "prediction": top,
                          "retake": (not pred.refused) and not (pred.lighting or {}).get("ok", True),
-                         "checks": ";".join((pred.lighting or {}).get("checks") or [])})
+                         "checks": ";".join((pred.lighting or {}).get("checks") or []),
+                         "prepare_flagged": not bool(frame.at[i, "lighting_ok"])})
     out = pd.DataFrame(rows)
     out["fitzpatrick"] = pd.to_numeric(out["fitzpatrick"], errors="coerce")
     report: dict = {"manifest": str(manifest), "split": args.split,
@@ -82,7 +87,7 @@ def main() -> None:
     slices.update({f"types {g}": out[out["fitzpatrick"].isin(ts)] for g, ts in GROUPS.items()})
     print(f"served models on {manifest} ({args.split}, {len(out)} photos)")
     print(f"{'slice':<11} {'n':>4}  {'clinical':>8}  {'refused (95 % CI)':<22} "
-          f"{'retake (95 % CI)':<22} {'accuracy':>8}  retake reasons")
+          f"{'retake (95 % CI)':<22} {'prepare':>7} {'accuracy':>8}  retake reasons")
     for name, sub in slices.items():
         answered = sub[~sub["refused"]]
         entry = {
@@ -90,6 +95,7 @@ def main() -> None:
             "routed": dict(Counter(sub["photo_type"])),
             "refused": share(sub["refused"].to_numpy(bool)),
             "retake": share(sub["retake"].to_numpy(bool)),
+            "prepare_flagged": share(sub["prepare_flagged"].to_numpy(bool)),
             "accuracy_of_answers": share((answered["prediction"] == answered["label"])
                                          .to_numpy(bool)),
             "retake_reasons": dict(Counter(c for cs in sub["checks"] for c in cs.split(";")
@@ -100,7 +106,8 @@ def main() -> None:
         clinical = entry["routed"].get("clinical", 0) / max(1, entry["n"])
         print(f"{name:<11} {entry['n']:>4}  {clinical:>8.3f}  {r['rate']:.3f} ({r['ci95'][0]:.3f}-"
               f"{r['ci95'][1]:.3f})    {t['rate']:.3f} ({t['ci95'][0]:.3f}-{t['ci95'][1]:.3f})"
-              f"    {a['rate'] if a['rate'] is not None else float('nan'):>8.3f}  "
+              f"    {entry['prepare_flagged']['rate']:>7.3f} "
+              f"{a['rate'] if a['rate'] is not None else float('nan'):>8.3f}  "
               f"{entry['retake_reasons']}")
     if args.out:
         atomic_write_text(args.out, json.dumps(report, indent=1, default=str) + "\n")

@@ -66,11 +66,12 @@ PREPARE_COLUMNS: dict[str, tuple[str, str]] = {
     "q_underexposed": ("Float32", "share of near-black pixels"),
     "q_overexposed": ("Float32", "share of near-white pixels"),
     "q_contrast": ("Float32", "RMS / percentile contrast"),
-    "q_shadow": ("Float32", "share of the frame in hard shadow"),
+    "q_highlight": ("Float32", "99th-percentile luminance 0-1 (what the dark check reads)"),
+    "q_shadow": ("Float32", "share of the frame in hard shadow, against the skin's own level"),
     "q_sharpness": ("Float32", "noise-compensated fine-detail sharpness, worst of 4 directions "
                     "(~0 blurred, clean photos 0.2-1)"),
     "q_laplacian_var": ("Float32", "variance of the Laplacian of the luma at the working size"),
-    "q_glare": ("Float32", "share of specular-glare pixels"),
+    "q_glare": ("Float32", "share of the frame covered by the largest glare patch"),
     "q_color_cast": ("Float32", "Mahalanobis distance of the grey-world a*b* from typical "
                      "well-lit photos (>3 strong cast)"),
     "q_subject_fraction": ("Float32", "share of the frame the subject fills"),

@@ -75,10 +75,22 @@ def test_blur_less_sharp_and_flagged():
     assert not ok and TIPS["blurry"] in tips
 
 
+def dark_skin_image(h: int = 150, w: int = 200, seed: int = 0) -> np.ndarray:
+    """A well-lit close-up of type V-VI-like skin (mean luminance well under 0.2) with the small
+    specular highlights such skin shows under any light."""
+    rng = np.random.default_rng(seed)
+    img = np.tile(np.array([62, 40, 30], np.float32), (h, w, 1))
+    img *= 1 + 0.10 * rng.standard_normal((h, w, 1)).astype(np.float32)
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    for _ in range(40):
+        cv2.circle(img, (int(rng.integers(10, w - 10)), int(rng.integers(10, h - 10))), 2,
+                   (250, 248, 246), -1)
+    return img
+
+
 def test_glare_flagged():
     img = skin_image()
-    for cx, cy in ((60, 50), (140, 100)):
-        cv2.ellipse(img, (cx, cy), (14, 9), 30, 0, 360, (255, 255, 255), -1)
+    cv2.ellipse(img, (100, 75), (22, 13), 30, 0, 360, (255, 255, 255), -1)
     feats = compute_quality(img)
     assert feats["q_glare"] > compute_quality(skin_image())["q_glare"]
     ok, tips = assess_quality(feats)
@@ -108,8 +120,34 @@ def test_thresholds_forbid_unknown_fields_and_apply():
     with pytest.raises(ValueError):
         QualityThresholds(not_a_threshold=1.0)
     feats = compute_quality(skin_image())
-    ok, tips = assess_quality(feats, QualityThresholds(dark_mean=0.99))
+    ok, tips = assess_quality(feats, QualityThresholds(dark_highlight=0.99))
     assert not ok and tips == [TIPS["dark"]]
+
+
+def test_thresholds_written_before_the_highlight_check_still_load():
+    """configs and model.json files carry the old mean-brightness keys; they are dropped."""
+    old = QualityThresholds(dark_mean=0.2, dark_fraction=0.5, glare_fraction=0.02)
+    assert old.glare_fraction == 0.02 and old.dark_highlight == QualityThresholds().dark_highlight
+
+
+def test_well_lit_dark_skin_is_not_a_poor_photo():
+    """Judged against the skin's own tone: a well-lit close-up of dark skin is neither too
+    dark nor glary; the same photo under-exposed is too dark."""
+    img = dark_skin_image()
+    feats = compute_quality(img)
+    assert feats["q_brightness_mean"] < 0.2  # what the old mean-brightness check flagged
+    assert failed_checks(feats) == []
+    under = (img.astype(np.float32) * 0.25).astype(np.uint8)
+    assert "dark" in failed_checks(compute_quality(under))
+
+
+def test_dark_skin_beside_a_white_sheet_is_not_in_shadow():
+    img = dark_skin_image()
+    img[:, 130:] = 245  # a white sheet over a third of the frame
+    assert "shadow" not in failed_checks(compute_quality(img))
+    lit = dark_skin_image().astype(np.float32) * 2.0
+    lit[:, 70:] *= 0.3  # a hard shadow across most of the skin itself
+    assert "shadow" in failed_checks(compute_quality(np.clip(lit, 0, 255).astype(np.uint8)))
 
 
 def test_rejects_bad_input():

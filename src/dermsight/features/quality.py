@@ -15,7 +15,7 @@ check adds its tip (see :data:`TIPS`), in the order of :data:`TIPS`:
 ==============  ==========================================================================
 check           fails when
 ==============  ==========================================================================
-``dark``        ``q_brightness_mean < dark_mean`` or ``q_underexposed > dark_fraction``
+``dark``        ``q_highlight < dark_highlight``
 ``overexposed`` ``q_overexposed > overexposed_fraction`` or
                 ``q_brightness_mean > bright_mean``
 ``blurry``      ``q_sharpness < blurry_sharpness``
@@ -29,13 +29,26 @@ The name keeps the manifest's column (``lighting_ok``) although blur and framing
 too: it means "good enough to classify, no retake needed". Default thresholds come from
 ``benchmarks/quality_degradations.py`` (chosen on one half of the real images, reported on the
 other half).
+
+Fair to every skin tone
+-----------------------
+No check compares a photo with light skin. A close-up of well-lit type VI skin has a low mean
+brightness, so exposure is judged by the photo's highlights (``q_highlight``: an under-exposed
+photo has no bright part at all; a well-lit photo of dark skin has sheen and background);
+shadow is judged against the skin's own bright level, not the frame's (dark skin beside a white
+sheet is not a shadow); glare is the largest single bright patch, not the sum of the small
+specular highlights that oily or dark skin shows in any light; the skin detector behind "too
+far away" accepts the paler, less red skin it used to miss. Retake rates by Fitzpatrick type:
+``benchmarks/quality_degradations.py`` (``--by-type``) and ``benchmarks/served_by_type.py``.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 WORK_SIDE = 200
 """Long side, in pixels, of the working image every feature is measured on (200 = the size of
@@ -44,7 +57,7 @@ make them look blurry; larger photos are area-downscaled)."""
 
 QUALITY_KEYS = (
     "q_brightness_mean", "q_brightness_std", "q_underexposed", "q_overexposed", "q_contrast",
-    "q_shadow", "q_sharpness", "q_laplacian_var", "q_glare", "q_color_cast",
+    "q_highlight", "q_shadow", "q_sharpness", "q_laplacian_var", "q_glare", "q_color_cast",
     "q_subject_fraction",
 )
 
@@ -66,7 +79,9 @@ _GLARE_V = 240            # glare pixel: HSV value at least this ...
 _GLARE_S = 40             # ... saturation at most this (0-255) ...
 _GLARE_LIFT = 30          # ... and this much brighter than its opened (glare-free) surroundings
 _SHADOW_RATIO = 0.45      # shadow pixel: smoothed luminance below this share of the bright level
-_SKIN_A_MIN = 5.0         # skin pixel: CIE a* at least this (reddish) ...
+_SHADOW_MIN_SKIN = 0.2    # skin share of the frame from which the skin sets the bright level
+_SKIN_A_MIN = 4           # skin pixel: CIE a* (whole units in 8-bit Lab) at least this
+                          # (5 missed pale skin, 3 took beige walls) ...
 _SKIN_HUE = (-35.0, 80.0)  # ... Lab hue angle in degrees within this range ...
 _SKIN_L = (8.0, 97.0)     # ... and L* within this range
 # Typical grey-world chromaticities (CIE a*, b*) of well-lit skin photos: (mean, covariance) of
@@ -111,7 +126,9 @@ def _small(img: np.ndarray, side: int = 64) -> np.ndarray:
 
 
 def _glare_fraction(gray: np.ndarray, hsv: np.ndarray) -> float:
-    """Share of pixels that are bright, unsaturated and brighter than their surroundings."""
+    """Share of the frame covered by the largest patch of pixels that are bright, unsaturated
+    and brighter than their surroundings (the small specular highlights that dark or oily skin
+    shows in any light are many small patches, flash glare is one large one)."""
     h, w = gray.shape
     small = cv2.medianBlur(_small(gray, 32), 9)  # glare-free surroundings (median of ~1/3 frame)
     background = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
@@ -123,7 +140,7 @@ def _glare_fraction(gray: np.ndarray, hsv: np.ndarray) -> float:
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     x, y, bw, bh, area = (stats[1:, i] for i in range(5))
     inner = (x > 0) & (y > 0) & (x + bw < w) & (y + bh < h)
-    return float(area[inner].sum()) / mask.size
+    return float(area[inner].max()) / mask.size if inner.any() else 0.0
 
 
 _IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
@@ -161,13 +178,18 @@ def _sharpness(gray: np.ndarray) -> float:
     return max(worst, 0.0)
 
 
-def _shadow_fraction(gray: np.ndarray) -> float:
-    """Share of the frame whose smoothed luminance is far below the frame's bright level.
+def _shadow_fraction(gray: np.ndarray, skin: np.ndarray) -> float:
+    """Share of the frame whose smoothed luminance is far below the skin's own bright level.
 
-    Near-black pixels (dermoscope vignette, outside the field of view) are not shadow.
+    The bright level is the 90th percentile over the skin-coloured pixels (``skin``, a bool mask
+    of the frame) when they cover at least :data:`_SHADOW_MIN_SKIN` of it, else over the frame:
+    dark skin beside a white sheet or wall is not in shadow. Near-black pixels (dermoscope
+    vignette, outside the field of view) are not shadow.
     """
     small = cv2.GaussianBlur(_small(gray), (0, 0), 1.5).astype(np.float32)
-    bright = float(np.percentile(small, 90))
+    skin_small = _small(skin.view(np.uint8) * np.uint8(255)) >= 128
+    ref = small[skin_small] if skin_small.mean() >= _SHADOW_MIN_SKIN else small
+    bright = float(np.percentile(ref, 90))
     if bright < 2 * _NEAR_BLACK:
         return 0.0
     mask = (small < _SHADOW_RATIO * bright) & (small > _NEAR_BLACK)
@@ -191,14 +213,18 @@ def _color_cast(lab: np.ndarray, gray: np.ndarray) -> float:
     return float(min(np.sqrt((v - m) @ p @ (v - m)) for m, p in _CAST_MODELS))
 
 
-def _subject_fraction(lab: np.ndarray) -> float:
-    """Share of the frame covered by skin-coloured pixels plus what they enclose (lesions)."""
+def _skin_coloured(lab: np.ndarray) -> np.ndarray:
+    """Bool mask of the skin-coloured pixels (reddish Lab hue, not near-black or white)."""
     L = lab[..., 0].astype(np.float32) * (100.0 / 255.0)
     a = lab[..., 1].astype(np.float32) - 128.0
     b = lab[..., 2].astype(np.float32) - 128.0
     hue = np.degrees(np.arctan2(b, a))
-    skin = ((a >= _SKIN_A_MIN) & (hue >= _SKIN_HUE[0]) & (hue <= _SKIN_HUE[1])
+    return ((a >= _SKIN_A_MIN) & (hue >= _SKIN_HUE[0]) & (hue <= _SKIN_HUE[1])
             & (L >= _SKIN_L[0]) & (L <= _SKIN_L[1]))
+
+
+def _subject_fraction(skin: np.ndarray) -> float:
+    """Share of the frame covered by skin-coloured pixels plus what they enclose (lesions)."""
     mask = cv2.morphologyEx(skin.view(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     filled = np.zeros_like(mask)
@@ -222,8 +248,12 @@ def compute_quality(rgb: np.ndarray) -> dict[str, float]:
         - ``q_underexposed``: share of near-black pixels (luma < 20/255).
         - ``q_overexposed``: share of near-white (clipped) pixels (luma > 245/255).
         - ``q_contrast``: percentile contrast, 95th minus 5th luminance percentile, 0-1.
+        - ``q_highlight``: the 99th percentile of luminance, 0-1: how bright the brightest part
+          of the photo is. Exposure is judged by it, not by the mean, which a close-up of dark
+          skin keeps low in any light.
         - ``q_shadow``: share of the frame in deep shadow: smoothed luminance below 0.45 x the
-          frame's 90th-percentile level (near-black pixels excluded).
+          skin's own 90th-percentile level (the frame's when under a fifth of it is
+          skin-coloured); near-black pixels excluded.
         - ``q_sharpness``: noise-compensated fine-detail ratio of the luma at working size,
           worst of four directions (horizontal, vertical, both diagonals); higher = sharper,
           0 = no pixel-scale detail. Per direction, ``E1`` / ``E2`` are the mean squared
@@ -238,35 +268,38 @@ def compute_quality(rgb: np.ndarray) -> dict[str, float]:
           at working size. Reported for comparison; the blur check uses ``q_sharpness`` because
           the Laplacian variance mostly measures how much texture a scene has (smooth
           dermoscopy scores below blurred clinical photos: detection AUROC 0.93 against 1.00).
-        - ``q_glare``: share of specular-glare pixels: bright (HSV value >= 240), unsaturated
-          (saturation <= 40/255) and >= 30 luma levels above their surroundings (a coarse
-          median of the image, so large white areas do not count), after a 3x3 opening;
-          connected regions touching the frame edge (white sheets, paper, walls) are not
-          counted.
+        - ``q_glare``: share of the frame covered by the largest glare patch. Glare pixels are
+          bright (HSV value >= 240), unsaturated (saturation <= 40/255) and >= 30 luma levels
+          above their surroundings (a coarse median of the image, so large white areas do not
+          count), after a 3x3 opening; connected regions touching the frame edge (white
+          sheets, paper, walls) are not counted. The largest patch, not their sum: the many
+          small highlights that dark or oily skin shows under any light are not flash glare.
         - ``q_color_cast``: Mahalanobis distance of the grey-world mean chromaticity (CIE a*, b*
           of the pixels that are neither near-black nor near-white) from the nearer of two
           typical well-lit references (dermoscopy, clinical photo); 0 = typical, ~2 = the
           clean-image 95th percentile, > 3 = strong cast.
         - ``q_subject_fraction``: share of the frame filled by the subject: skin-coloured
-          pixels (reddish Lab hue) after a 5x5 closing, with holes (lesions) filled.
+          pixels (reddish Lab hue, a* >= 4) after a 5x5 closing, with holes (lesions) filled.
     """
     img = _to_working(rgb)
     gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
     hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
     lab = cv2.cvtColor(img, cv2.COLOR_RGB2LAB)
     mean, std = cv2.meanStdDev(gray)
+    skin = _skin_coloured(lab)
     return {
         "q_brightness_mean": float(mean[0, 0]) / 255.0,
         "q_brightness_std": float(std[0, 0]) / 255.0,
         "q_underexposed": float(np.count_nonzero(gray < _NEAR_BLACK)) / gray.size,
         "q_overexposed": float(np.count_nonzero(gray > _NEAR_WHITE)) / gray.size,
         "q_contrast": (_percentile_u8(gray, 95) - _percentile_u8(gray, 5)) / 255.0,
-        "q_shadow": _shadow_fraction(gray),
+        "q_highlight": _percentile_u8(gray, 99) / 255.0,
+        "q_shadow": _shadow_fraction(gray, skin),
         "q_sharpness": _sharpness(gray),
         "q_laplacian_var": float(cv2.Laplacian(gray, cv2.CV_32F).var()),
         "q_glare": _glare_fraction(gray, hsv),
         "q_color_cast": _color_cast(lab, gray),
-        "q_subject_fraction": _subject_fraction(lab),
+        "q_subject_fraction": _subject_fraction(skin),
     }
 
 
@@ -275,20 +308,35 @@ class QualityThresholds(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dark_mean: float = Field(0.2, description="'dark' if q_brightness_mean is below this (0-1)")
-    dark_fraction: float = Field(
-        0.5, description="'dark' if q_underexposed (near-black share) is above this")
+    dark_highlight: float = Field(
+        0.35, description="'dark' if q_highlight (99th-percentile luminance, 0-1) is below this: "
+        "even the brightest part of the photo is dark")
     bright_mean: float = Field(
         0.88, description="'overexposed' if q_brightness_mean is above this (0-1)")
     overexposed_fraction: float = Field(
         0.25, description="'overexposed' if q_overexposed (clipped share) is above this")
     blurry_sharpness: float = Field(
         0.12, description="'blurry' if q_sharpness is below this")
-    glare_fraction: float = Field(0.02, description="'glare' if q_glare is above this")
+    glare_fraction: float = Field(
+        0.015, description="'glare' if q_glare (the largest glare patch) is above this")
     color_cast: float = Field(3.0, description="'color_cast' if q_color_cast is above this")
     shadow_fraction: float = Field(0.5, description="'shadow' if q_shadow is above this")
     subject_fraction: float = Field(
         0.12, description="'distant' if q_subject_fraction is below this")
+    model_poor: float = Field(
+        0.5, gt=0, le=1, description="serving only: a model's photo-quality head asks for a "
+        "retake when its p(poor) is at or above this (set per model in model.json; the "
+        "clinical model's head is held to 0.95 because below that it asks clean photos of dark "
+        "skin for a retake more often than light: README, 'Photo quality')")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_mean_brightness(cls, data: Any) -> Any:
+        """Files written before the dark check moved to the highlights (configs, model.json)
+        carry ``dark_mean`` / ``dark_fraction``; the check no longer reads them."""
+        if isinstance(data, dict) and ({"dark_mean", "dark_fraction"} & set(data)):
+            data = {k: v for k, v in data.items() if k not in ("dark_mean", "dark_fraction")}
+        return data
 
 
 def failed_checks(features: dict, thresholds: QualityThresholds | None = None) -> list[str]:
@@ -296,7 +344,7 @@ def failed_checks(features: dict, thresholds: QualityThresholds | None = None) -
     t = thresholds or QualityThresholds()
     f = features
     failed = {
-        "dark": f["q_brightness_mean"] < t.dark_mean or f["q_underexposed"] > t.dark_fraction,
+        "dark": f["q_highlight"] < t.dark_highlight,
         "overexposed": (f["q_overexposed"] > t.overexposed_fraction
                         or f["q_brightness_mean"] > t.bright_mean),
         "blurry": f["q_sharpness"] < t.blurry_sharpness,

@@ -49,7 +49,6 @@ MODEL_JSON = "model.json"
 PRECISIONS = ("auto", "int8", "fp32")
 ENV_MODEL_DIR = "DERMSIGHT_MODEL_DIR"
 FEATURE_SIZE = 512  # long side at which quality and skin tone are measured (as in prepare)
-POOR_LIGHTING = 0.5  # the lighting head's p(poor) at or above which a retake is advised
 MODEL_TIP = ("The photo looks poor to the model: retake it in even daylight, in focus, with the "
              "skin area filling the frame.")
 LOW_SKIN_FRACTION = 0.05
@@ -400,7 +399,7 @@ class Engine:
         except ValueError as exc:  # too small to measure
             checks, notes = [], [f"photo quality not measured: {exc}"]
         tips = [TIPS[c] for c in checks]
-        model_poor = p_poor is not None and p_poor >= POOR_LIGHTING
+        model_poor = p_poor is not None and p_poor >= self.quality_thresholds.model_poor
         if model_poor and not checks:
             checks, tips = ["model"], [MODEL_TIP]
         lighting = {"score": None if p_poor is None else float(p_poor),
