@@ -254,8 +254,11 @@ class EvalReport(_Report):
 
     split: str | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
+    calibration: dict[str, Any] = Field(default_factory=dict)
     conformal: dict[str, Any] = Field(default_factory=dict)
     fairness: dict[str, FairnessAttribute] = Field(default_factory=dict)
+    #: the photo-alone path of a model with metadata (metrics, ece_after, coverage, ...)
+    without_metadata: dict[str, Any] | None = None
 
 
 class TrainReport(_Report):
@@ -387,6 +390,9 @@ class ModelJson(_File):
     n_val: int | None = None
     skin_tone_groups: ToneGroups | None = None
     label_levels: dict[str, Any] | None = None
+    #: ``{"source", "split", "with_metadata": {...}, "without_metadata": {...}}``: the
+    #: evaluation's figures for each path of a model with metadata (model card)
+    metadata_paths: dict[str, Any] | None = None
     parity: dict[str, Any] = Field(default_factory=dict)
     quantization: dict[str, Any] | None = None
     files: dict[str, FileEntry] = Field(default_factory=dict)

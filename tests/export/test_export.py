@@ -218,3 +218,31 @@ def test_a_new_fairness_metric_reaches_model_json(tiny_run, tmp_path):
     dark = groups["groups"]["dark"]
     assert dark["sensitivity_mel"] == 0.55 and dark["sensitivity_mel_ci95"] == [0.4, 0.7]
     assert "ci_skipped" not in dark
+
+
+def test_model_card_shows_both_metadata_paths(tiny_model, tmp_path):
+    from dermsight.export.card import render_card
+    from dermsight.export.info import metadata_paths
+
+    assert metadata_paths(tmp_path) is None  # no evaluation
+    folder = tmp_path / "eval-ham10000-val"
+    folder.mkdir()
+    report = {"split": "val", "metrics": {"accuracy": 0.85, "balanced_accuracy": 0.77,
+                                          "f1_macro": 0.76, "auroc_macro": 0.97},
+              "calibration": {"ece_after": 0.021}, "conformal": {"coverage": 0.905,
+                                                                  "mean_set_size": 1.2}}
+    (folder / "report.json").write_text(json.dumps(report))
+    assert metadata_paths(tmp_path) is None  # evaluated before the photo-alone path existed
+    report["without_metadata"] = {"metrics": {"accuracy": 0.83, "balanced_accuracy": 0.71,
+                                              "f1_macro": 0.70, "auroc_macro": 0.96},
+                                  "ece_after": 0.025, "coverage": 0.897, "mean_set_size": 1.5}
+    (folder / "report.json").write_text(json.dumps(report))
+    paths = metadata_paths(tmp_path)
+    assert paths["source"] == "eval-ham10000-val/report.json" and paths["split"] == "val"
+    assert paths["with_metadata"]["ece"] == 0.021 and paths["without_metadata"]["coverage"] == 0.897
+
+    info = json.loads((tiny_model / "model.json").read_text())
+    card = render_card({**info, "metadata_paths": paths})
+    assert "With and without the patient's metadata (val split)" in card
+    assert "| balanced_accuracy | 0.770 | 0.710 |" in card and "| ece | 0.021 | 0.025 |" in card
+    assert "With and without" not in render_card({**info, "metadata_paths": None})

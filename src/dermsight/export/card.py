@@ -56,6 +56,15 @@ def render_card(info: dict) -> str:
         "| metric | value |", "|---|---|",
         *[f"| {k} | {_num(v)} |" for k, v in m.items()], "",
     ]
+    paths = info.get("metadata_paths")
+    if paths:
+        fused, alone = paths["with_metadata"], paths["without_metadata"]
+        lines += [f"## With and without the patient's metadata ({paths.get('split')} split)", "",
+                  f"From `{paths.get('source')}` (`dermsight evaluate`): each path with its own "
+                  "temperature and conformal thresholds; the engine picks the path by whether "
+                  "a photo comes with metadata.", "",
+                  "| metric | with metadata | photo alone |", "|---|---|---|",
+                  *[f"| {k} | {_num(fused.get(k))} | {_num(alone.get(k))} |" for k in fused], ""]
     levels = info.get("label_levels")
     if levels:
         lines += ["## At the coarser levels (validation split)", "",

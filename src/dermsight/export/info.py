@@ -201,6 +201,31 @@ def skin_tone_groups(run_dir: Path) -> dict | None:
     return None
 
 
+PATH_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "auroc_macro")
+
+
+def metadata_paths(run_dir: Path) -> dict | None:
+    """With and without metadata side by side, from the newest ``dermsight evaluate`` report on
+    the validation split that scored the photo-alone path: each path's metrics, ECE (after its
+    own temperature) and prediction-set coverage. None for a model without metadata."""
+    reports = sorted(run_dir.glob("eval-*-val/report.json"), key=lambda p: p.stat().st_mtime)
+    for path in reversed(reports):
+        report = EvalReport.parse(_read_json(path), path)
+        alone = report.without_metadata
+        if not alone:
+            continue
+        fused = {k: report.metrics.get(k) for k in PATH_METRICS}
+        fused.update(ece=report.calibration.get("ece_after"),
+                     coverage=report.conformal.get("coverage"),
+                     mean_set_size=report.conformal.get("mean_set_size"))
+        own = {k: (alone.get("metrics") or {}).get(k) for k in PATH_METRICS}
+        own.update(ece=alone.get("ece_after"), coverage=alone.get("coverage"),
+                   mean_set_size=alone.get("mean_set_size"))
+        return {"source": str(path.relative_to(run_dir)), "split": report.split,
+                "with_metadata": fused, "without_metadata": own}
+    return None
+
+
 def train_command(run_dir: Path) -> str | None:
     """The `dermsight train` line of the run's weights.txt, when it has one."""
     try:
@@ -272,6 +297,7 @@ def build_info(loaded, run_dir: Path, module, files: dict, parity: dict, quant: 
         "n_train": report.n_train, "n_val": report.n_val,
         "skin_tone_groups": groups or None,
         "label_levels": _label_levels(run_dir),
+        "metadata_paths": None if loaded.encoder is None else metadata_paths(run_dir),
         "parity": parity,
         "quantization": quant,
         "files": files,
