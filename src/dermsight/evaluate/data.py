@@ -91,9 +91,7 @@ def _same_root(a: str | None, b: str | None) -> bool:
 
 def run_manifest_path(cfg) -> Path | None:
     """The prepared manifest the run trained on, or None when it does not exist (any more)."""
-    from dermsight.train.run import prepared_dir
-
-    path = prepared_dir(cfg) / "manifest.parquet"
+    path = cfg.prepared_dir() / "manifest.parquet"
     return path if path.is_file() else None
 
 

@@ -150,14 +150,14 @@ def _load(run_path: Path, opt: EvalOptions):
 def _validation_rows(run, opt: EvalOptions) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """The run's whole prepared manifest, its validation split (the calibration set) and the
     manifest's path."""
-    from dermsight.train.run import load_manifest, prepared_dir
+    from dermsight.train.run import load_manifest
 
     val_all = load_manifest(run.config, progress=opt.progress)
     val = val_all[val_all["split"] == "val"].reset_index(drop=True)
     if len(val) == 0:
-        raise DataError(f"the run's prepared manifest ({prepared_dir(run.config)}) has an empty "
+        raise DataError(f"the run's prepared manifest ({run.config.prepared_dir()}) has an empty "
                         "'val' split: there is nothing to calibrate on")
-    return val_all, val, str(prepared_dir(run.config) / "manifest.parquet")
+    return val_all, val, str(run.config.prepared_dir() / "manifest.parquet")
 
 
 def _calibrate(s: _Scored, val: pd.DataFrame, val_manifest: str

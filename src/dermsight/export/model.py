@@ -34,11 +34,10 @@ class ExportResult:
 def _manifest(loaded) -> Any:
     """The run's prepared manifest, or None (with a log line) when it is not on this machine."""
     from dermsight.manifest import read_manifest
-    from dermsight.train.run import prepared_dir
 
     if loaded.config is None:
         return None
-    folder = prepared_dir(loaded.config)
+    folder = loaded.config.prepared_dir()
     if not (folder / "manifest.parquet").is_file():
         log.warning("no prepared manifest at %s: parity and calibration are skipped", folder)
         return None

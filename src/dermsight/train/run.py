@@ -46,11 +46,6 @@ class TrainResult:
 
 
 # -- data ---------------------------------------------------------------------------------------
-def prepared_dir(cfg: Config) -> Path:
-    """Where the prepared manifest for ``cfg.data`` lives (keyed by what determines it)."""
-    return cfg.prepared_dir()
-
-
 def load_manifest(cfg: Config, *, progress: bool = True) -> pd.DataFrame:
     """Read the prepared manifest, running `prepare` first when it does not exist yet."""
     return read_manifest(ensure_prepared(cfg, progress=progress))
@@ -58,7 +53,7 @@ def load_manifest(cfg: Config, *, progress: bool = True) -> pd.DataFrame:
 
 def ensure_prepared(cfg: Config, *, progress: bool = True) -> Path:
     """The prepared folder of ``cfg.data``, running `prepare` first when it has no manifest."""
-    folder = prepared_dir(cfg)
+    folder = cfg.prepared_dir()
     if not (folder / "manifest.parquet").exists():
         from dermsight.prepare.pipeline import run_prepare
 
