@@ -189,9 +189,7 @@ def skin_tone_groups(run_dir: Path) -> dict | None:
     groups = _read_json(run_dir / "groups.json")
     if groups:
         return ToneGroups.model_validate(groups).dump()
-    reports = sorted(run_dir.glob("eval-*-val/report.json"), key=lambda p: p.stat().st_mtime)
-    for path in reversed(reports):
-        report = EvalReport.parse(_read_json(path), path)
+    for path, report in _val_reports(run_dir):
         for attribute in TONE_ATTRIBUTES:
             section = report.fairness.get(attribute)
             if section is None or len(section.groups) < 2:
@@ -204,25 +202,34 @@ def skin_tone_groups(run_dir: Path) -> dict | None:
 PATH_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "auroc_macro")
 
 
+def _val_reports(run_dir: Path):
+    """``(path, EvalReport)`` of the run's ``dermsight evaluate`` reports on the validation split
+    (``<run>/eval-*-val/report.json``), newest first."""
+    reports = sorted(run_dir.glob("eval-*-val/report.json"), key=lambda p: p.stat().st_mtime)
+    for path in reversed(reports):
+        yield path, EvalReport.parse(_read_json(path), path)
+
+
+def _path_figures(metrics: dict, ece, coverage, mean_set_size) -> dict:
+    return {**{k: metrics.get(k) for k in PATH_METRICS}, "ece": ece, "coverage": coverage,
+            "mean_set_size": mean_set_size}
+
+
 def metadata_paths(run_dir: Path) -> dict | None:
     """With and without metadata side by side, from the newest ``dermsight evaluate`` report on
     the validation split that scored the photo-alone path: each path's metrics, ECE (after its
     own temperature) and prediction-set coverage. None for a model without metadata."""
-    reports = sorted(run_dir.glob("eval-*-val/report.json"), key=lambda p: p.stat().st_mtime)
-    for path in reversed(reports):
-        report = EvalReport.parse(_read_json(path), path)
+    for path, report in _val_reports(run_dir):
         alone = report.without_metadata
         if not alone:
             continue
-        fused = {k: report.metrics.get(k) for k in PATH_METRICS}
-        fused.update(ece=report.calibration.get("ece_after"),
-                     coverage=report.conformal.get("coverage"),
-                     mean_set_size=report.conformal.get("mean_set_size"))
-        own = {k: (alone.get("metrics") or {}).get(k) for k in PATH_METRICS}
-        own.update(ece=alone.get("ece_after"), coverage=alone.get("coverage"),
-                   mean_set_size=alone.get("mean_set_size"))
         return {"source": str(path.relative_to(run_dir)), "split": report.split,
-                "with_metadata": fused, "without_metadata": own}
+                "with_metadata": _path_figures(report.metrics, report.calibration.get("ece_after"),
+                                               report.conformal.get("coverage"),
+                                               report.conformal.get("mean_set_size")),
+                "without_metadata": _path_figures(alone.get("metrics") or {},
+                                                  alone.get("ece_after"), alone.get("coverage"),
+                                                  alone.get("mean_set_size"))}
     return None
 
 
