@@ -70,13 +70,11 @@ def prepare(
     user = [o if o.startswith(("prepare.", "data.")) else f"prepare.{o}" for o in (overrides or [])]
     try:
         full = load_config(config, extra + user)
-        cfg = full.prepare
-        if source is None and cfg.source == PrepareConfig().source \
-                and full.data.source != cfg.source:
+        cfg, default = full.prepare, PrepareConfig()
+        if source is None and cfg.source == default.source and full.data.source != cfg.source:
             if root is not None:
                 full = full.model_copy(update={"data": full.data.model_copy(update={"root": root})})
-            given = cfg.out if cfg.out != PrepareConfig().out else None
-            cfg = full.data_prepare(out=given)
+            cfg = full.data_prepare(out=cfg.out if cfg.out != default.out else None)
         result = run_prepare(cfg, progress=not quiet)
     except DermsightError as exc:
         _fail(exc)
