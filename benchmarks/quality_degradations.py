@@ -45,10 +45,13 @@ from sklearn.metrics import roc_auc_score
 
 from dermsight.features.degrade import DEGRADATIONS, degrade
 from dermsight.features.quality import assess_quality, compute_quality, failed_checks
+from dermsight.features.skintone import FITZPATRICK_GROUPS
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("ham10000", "fitzpatrick17k")
-TYPE_GROUPS = {"I-II": (1, 2), "V-VI": (5, 6)}
+# skin-type groups compared, named as the README names them
+TYPE_GROUPS = {roman: tuple(t for t, g in FITZPATRICK_GROUPS.items() if g == group)
+               for roman, group in (("I-II", "1-2"), ("V-VI", "5-6"))}
 # degradation kind -> (the feature that should detect it, +1 if higher = worse, the check name)
 TARGETS = {
     "dark": ("q_brightness_mean", -1, "dark"),
@@ -142,22 +145,19 @@ def collect(paths: list[Path], severity: float, seed: int,
 
 def evaluate_by_type(groups: dict[str, tuple[list[dict], dict]]) -> dict:
     """Per skin-type group and degradation: the feature's AUROC, its check's detection rate and
-    clean false alarms; with served verdicts also the head's AUROC and the served decision's
-    detection rate and clean retake rate."""
+    clean false alarms (from :func:`evaluate`); with served verdicts also the head's AUROC and
+    the served decision's detection rate and clean retake rate."""
     out: dict = {}
     for name, (clean, extra) in groups.items():
         deg = extra["degraded"]
-        clean_failed = [failed_checks(f) for f in clean]
-        entry: dict = {"n": len(clean),
-                       "clean_false_alarm": float(np.mean([bool(c) for c in clean_failed])),
+        base = evaluate(clean, deg)
+        entry: dict = {"n": base["n_clean"], "clean_false_alarm": base["clean_false_alarm"],
                        "kinds": {}}
         served = bool(clean) and "p_poor" in clean[0]
         if served:
             entry["served_clean_retake"] = float(np.mean([f["retake"] for f in clean]))
-        for kind, (feat, sign, check) in TARGETS.items():
-            r = {"auroc_feature": _auroc([sign * f[feat] for f in clean],
-                                         [sign * f[feat] for f in deg[kind]]),
-                 "detect_rate": float(np.mean([check in failed_checks(f) for f in deg[kind]]))}
+        for kind, figures in base["kinds"].items():
+            r = {"auroc_feature": figures["auroc_feature"], "detect_rate": figures["detect_rate"]}
             if served:
                 r["auroc_head"] = _auroc([f["p_poor"] for f in clean],
                                          [f["p_poor"] for f in deg[kind]])
@@ -215,7 +215,7 @@ def evaluate(clean: list[dict], degraded: dict[str, list[dict]]) -> dict:
     result["clean_false_alarm"] = float(np.mean([bool(c) for c in clean_failed]))
     result["clean_false_alarm_by_source"] = {
         s: float(np.mean([bool(c) for c, f in zip(clean_failed, clean) if f["source"] == s]))
-        for s in SOURCES}
+        for s in SOURCES if any(f["source"] == s for f in clean)}
     names = sorted({n for c in clean_failed for n in c})
     result["clean_false_alarm_by_check"] = {
         n: float(np.mean([n in c for c in clean_failed])) for n in names}
