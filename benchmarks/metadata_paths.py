@@ -37,15 +37,15 @@ def _metadata(row: pd.Series, fields: tuple[str, ...]) -> dict:
     return {f: row[f] for f in fields if f in row.index and not pd.isna(row[f])}
 
 
-def score(y: np.ndarray, probs: np.ndarray, covered: np.ndarray, groups: np.ndarray,
-          resamples: int) -> dict:
+def score(y: np.ndarray, probs: np.ndarray, covered: np.ndarray, sizes: np.ndarray,
+          groups: np.ndarray, resamples: int) -> dict:
     lo, hi = bootstrap_ci(metrics.balanced_accuracy, y, probs, n_resamples=resamples)
     out = {"n": int(len(y)), "accuracy": metrics.accuracy(y, probs),
            "balanced_accuracy": metrics.balanced_accuracy(y, probs),
            "balanced_accuracy_ci95": [lo, hi], "f1_macro": metrics.f1_macro(y, probs),
            "auroc_macro": metrics.auroc_macro(y, probs),
            "ece": expected_calibration_error(y, probs), "coverage": float(covered.mean()),
-           "set_size": None, "by_tone": {}}
+           "set_size": float(sizes.mean()), "by_tone": {}}
     for g in ("light", "medium", "dark"):
         m = groups == g
         if m.sum():
@@ -71,8 +71,7 @@ def run_model(folder: Path, frame: pd.DataFrame, images: list[np.ndarray], resam
         probs = np.array([[p.probabilities[c] for c in classes] for p in preds])
         covered = np.array([classes[t] in p.conformal_set for t, p in zip(y, preds)])
         sizes = np.array([len(p.conformal_set) for p in preds])
-        result[name] = score(y, probs, covered, groups, resamples)
-        result[name]["set_size"] = float(sizes.mean())
+        result[name] = score(y, probs, covered, sizes, groups, resamples)
         result[name]["seconds"] = round(time.perf_counter() - start, 1)
         result[name]["target_coverage"] = preds[0].conformal_coverage if preds else None
     return result
