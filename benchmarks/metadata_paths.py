@@ -9,7 +9,8 @@ manifest of ``--config``'s data: every image once with the manifest's metadata f
 body site: whatever the model accepts; values it does not know are dropped, as the API does with
 ``strict=False``) and once from the photo alone. Reports accuracy, balanced accuracy (95 %
 bootstrap CI), macro-F1, macro AUROC, expected calibration error and the coverage of the
-prediction sets, overall and by skin-tone group (light / medium / dark from the measured ITA).
+prediction sets, overall and by skin-tone group (light / medium / dark from the measured ITA:
+coverage, and accuracy with a 95 % bootstrap CI).
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ def score(y: np.ndarray, probs: np.ndarray, covered: np.ndarray, sizes: np.ndarr
         if m.sum():
             out["by_tone"][g] = {"n": int(m.sum()), "coverage": float(covered[m].mean()),
                                  "accuracy": metrics.accuracy(y[m], probs[m]),
+                                 "accuracy_ci95": list(bootstrap_ci(
+                                     metrics.accuracy, y[m], probs[m], n_resamples=resamples)),
                                  "scored": bool(m.sum() >= MIN_GROUP)}
     return out
 
@@ -102,10 +105,13 @@ def main() -> None:
             s = r[name]
             tones = "  ".join(f"{g} {t['coverage']:.3f} (n={t['n']})"
                               for g, t in s["by_tone"].items())
+            accs = "  ".join(f"{g} {t['accuracy']:.3f} ({t['accuracy_ci95'][0]:.3f}-"
+                             f"{t['accuracy_ci95'][1]:.3f})" for g, t in s["by_tone"].items())
             print(f"  {name:17s} acc {s['accuracy']:.3f}  bal acc {s['balanced_accuracy']:.3f} "
                   f"({s['balanced_accuracy_ci95'][0]:.3f}-{s['balanced_accuracy_ci95'][1]:.3f})  "
                   f"F1 {s['f1_macro']:.3f}  AUROC {s['auroc_macro']:.3f}  ECE {s['ece']:.3f}  "
-                  f"coverage {s['coverage']:.3f} (target {s['target_coverage']}; {tones})")
+                  f"coverage {s['coverage']:.3f} (target {s['target_coverage']}; {tones})\n"
+                  f"  {'':17s} accuracy by tone (95 % CI): {accs}")
     if args.out:
         atomic_write_text(args.out, json.dumps(report, indent=1, default=float) + "\n")
 
